@@ -16,9 +16,10 @@ import numpy
 def main(venv: str) -> int:
     python_include = sysconfig.get_paths()["include"]
     numpy_include = numpy.get_include()
+    builder = r"/opt/python/cp3\d+-cp3\d+"
     patterns = [
-        (re.compile(r"/opt/python/cp3\d+-cp3\d+/lib/python3\.\d+/site-packages/numpy/_core/include"), numpy_include),
-        (re.compile(r"/opt/python/cp3\d+-cp3\d+/include/python3\.\d+"), python_include),
+        (re.compile(builder + r"/lib/python3\.\d+/site-packages/numpy/_core/include"), numpy_include),
+        (re.compile(builder + r"/include/python3\.\d+"), python_include),
     ]
     changed = 0
     for path in pathlib.Path(venv, "share").glob("*/cmake/*.cmake"):

@@ -49,8 +49,8 @@ fi
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   say "installing pinned requirements into $VENV (first run: about a minute)"
   # -c pins every version, torch to the local 2.13.0 CPU build: pip never pulls CUDA wheels.
-  "$VENV/bin/python" -m pip install -q -c "$REQ/constraints.txt" "setuptools>=77.0.3,<80" \
-    -r "$REQ/ros.txt" -r "$REQ/runtime.txt" -r "$REQ/test.txt" \
+  "$VENV/bin/python" -m pip install -q --progress-bar off -c "$REQ/constraints.txt" "setuptools>=77.0.3,<80" \
+    -r "$REQ/ros.txt" -r "$REQ/runtime.txt" -r "$REQ/test.txt" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) \
     || die "pip install failed (see above). If the venv is damaged, delete it and run again: rm -rf '$VENV'"
   "$VENV/bin/python" -c 'import torch, sys; sys.exit(0 if torch.version.cuda is None else 1)' \
     || die "a CUDA build of torch got into $VENV; delete it (rm -rf '$VENV') and run again."

@@ -1,0 +1,24 @@
+# The two commands of the README: `make demo` and `make test`. Both start with the idempotent
+# set-up (venv with pinned ROS 2 Kilted wheels + torch CPU, then the colcon build).
+SHELL := /bin/bash
+ENV := source scripts/env.sh
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint bench clean help
+help:  ## list targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup:  ## venv + pinned dependencies + colcon build (seconds when already done)
+	@bash scripts/setup.sh
+
+demo: setup  ## stream the bundled sample frames through the node over DDS; writes outputs/demo/
+	@$(ENV) && python -m dpt_perception.ros.demo --out outputs/demo
+
+test: setup  ## the whole test suite (unit + integration over real DDS + colcon build + lint)
+	@$(ENV) && python -m pytest test $(PYTEST_ARGS)
+
+lint:  ## ruff over the package, tests, benchmarks and launch files
+	@$(ENV) && ruff check .
+
+clean:  ## remove colcon build products (the venv stays)
+	rm -rf build install log
