@@ -1,0 +1,359 @@
+"""`dpt_node`: depth, labels and point clouds from one or several cameras with one DPT model.
+
+Threads: the executor thread only stores incoming messages (latest frame wins, one slot per
+camera); an `InferenceWorker` thread converts the newest frame of every camera, runs ONE batched
+forward pass for all of them, and publishes. Outputs without subscribers are not computed; when
+no output of a camera has a subscriber, its frames are not even decoded.
+
+Start-up is all-or-nothing: parameters are validated, the model is loaded and run once on a
+dummy frame before any subscription exists; any failure ends the process with a clear message
+and exit status 1 (see `main`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from dpt_perception.inference.geometry import PointCloudProjector
+from dpt_perception.inference.predictor import Predictor
+from dpt_perception.inference.scheduling import InferenceWorker
+from dpt_perception.msg import ClassTable
+from dpt_perception.ros import outputs
+from dpt_perception.ros.camera_channel import CameraChannel, Needs
+from dpt_perception.ros.depth_semantics import CameraDepth, DepthModeError, resolve_depth_mode
+from dpt_perception.ros.diagnostics import stream_status
+from dpt_perception.ros.image_conversion import ImageConversionError, array_to_image, message_to_rgb8
+from dpt_perception.ros.parameters import (
+    MODEL_NET_SIZE,
+    RUNTIME_PARAMETERS,
+    declare_parameters,
+    validate_value,
+)
+
+LATCHED_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+
+
+class StartupError(RuntimeError):
+    """The node cannot serve (bad parameters, model that does not load or run)."""
+
+
+def load_dpt_model(weights: str, preset: str):
+    """A DPT from `weights`: a checkpoint path (our format, HF directory, official file) or an
+    official checkpoint name (file stem or alias, downloaded once into the cache and hash-checked
+    by inference.weights). `preset` names the architecture when the file does not say it."""
+    from dpt_perception.inference.weights import lookup, resolve_weights
+    from dpt_perception.model.checkpoints import load_model
+
+    path = Path(weights).expanduser()
+    if path.exists() or path.with_suffix(".json").exists() or path.with_suffix(".safetensors").exists():
+        return load_model(path, preset=preset or None)
+    try:
+        entry = lookup(weights)
+    except KeyError as exc:
+        raise FileNotFoundError(
+            f"{weights!r} is neither an existing checkpoint path nor an official "
+            f"checkpoint name: {exc.args[0]}"
+        ) from None
+    return load_model(resolve_weights(entry.name), preset=preset or entry.alias)
+
+
+class DptNode(Node):
+    def __init__(self, node_name: str = "dpt_node", **kwargs):
+        super().__init__(node_name, **kwargs)
+        log = self.get_logger()
+        try:
+            self.settings = s = declare_parameters(self)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from exc
+        try:
+            model = load_dpt_model(s.weights, s.model)
+        except Exception as exc:  # any loader failure is fatal at start-up, with its message
+            raise StartupError(
+                f"could not load weights {s.weights!r} (model {s.model or 'auto'}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            self.predictor = Predictor(
+                model,
+                device=s.device,
+                precision=s.precision,
+                net_size=_net_size(s.net_size),
+            )
+            self.depth_mode, self.depth_warnings = resolve_depth_mode(
+                s.depth_mode,
+                self.predictor.depth_kind == "metric_m",
+                self.predictor.has_depth,
+                s.sparse_depth_topic,
+            )
+            # One forward on a dummy frame: a model that cannot run fails here, not on the first image.
+            net_h, net_w = self.predictor.net_size
+            self.predictor.infer_image(np.zeros((net_h, net_w, 3), np.uint8))
+        except (ValueError, DepthModeError, RuntimeError) as exc:
+            raise StartupError(f"{type(exc).__name__}: {exc}") from exc
+        for warning in self.depth_warnings:
+            log.warning(warning)
+        config = self.predictor.config
+        self.palette = np.asarray(config.class_colors, dtype=np.uint8) if self.predictor.has_labels else None
+        self.projector = PointCloudProjector(s.points_max_range or None, s.points_decimation)
+        self.channels: dict[str, CameraChannel] = {}
+        self.depth: dict[str, CameraDepth] = {}
+        self.worker = InferenceWorker(
+            self._process_batch,
+            max_batch=s.max_batch,
+            on_error=lambda exc: log.error(f"inference failed: {exc}", throttle_duration_sec=5.0),
+        )
+        several = len(s.cameras) > 1
+        for camera in s.cameras:
+            channel = CameraChannel(
+                self,
+                camera,
+                s,
+                several,
+                self.predictor.has_depth,
+                self.predictor.has_labels,
+                self._on_image,
+                use_sparse=self.depth_mode == "fit",
+            )
+            self.channels[channel.key] = channel
+            self.depth[channel.key] = CameraDepth(self.depth_mode, s.depth_scale, s.depth_shift)
+        self.class_table_pub = None
+        if self.predictor.has_labels:
+            self.class_table_pub = self.create_publisher(
+                ClassTable, f"{s.output_namespace}/class_table", LATCHED_QOS
+            )
+            self.class_table_pub.publish(
+                outputs.class_table(
+                    config.class_names, config.class_colors, s.weights, self.get_clock().now().to_msg()
+                )
+            )
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(s.diagnostics_period, self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self.worker.start()
+        heads = ", ".join(config.heads)
+        log.info(
+            f"ready: weights {s.weights} ({config.variant}, heads: {heads}) on {self.predictor.device} "
+            f"{s.precision}, net_size {list(self.predictor.net_size)}, depth_mode {self.depth_mode}; "
+            f"cameras: "
+            + "; ".join(
+                f"{c.key} <- {', '.join(c.input_topics())} -> {c.output_prefix}/..."
+                for c in self.channels.values()
+            )
+        )
+
+    # ---- parameters --------------------------------------------------------------------------
+    def _validate_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            if param.name in RUNTIME_PARAMETERS:
+                reason = validate_value(param.name, param.value)
+                if reason is not None:
+                    return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params) -> None:
+        s = self.settings
+        for param in params:
+            if param.name not in RUNTIME_PARAMETERS:
+                continue
+            value = list(param.value) if param.name == "net_size" else param.value
+            setattr(s, param.name, value)
+            if param.name == "net_size":
+                self.predictor.set_net_size(_net_size(value))
+                self.get_logger().info(f"inference resolution now {list(self.predictor.net_size)}")
+            elif param.name in ("depth_scale", "depth_shift"):
+                for depth in self.depth.values():
+                    depth.set_fixed(s.depth_scale, s.depth_shift)
+            elif param.name in ("points_decimation", "points_max_range"):
+                self.projector = PointCloudProjector(s.points_max_range or None, s.points_decimation)
+
+    # ---- inputs (executor thread: store only) ------------------------------------------------
+    def _on_image(self, channel: CameraChannel, msg) -> None:
+        channel.stats.on_received()
+        self.worker.submit((msg, time.monotonic()), key=channel.key)
+
+    # ---- inference (worker thread) -----------------------------------------------------------
+    def _process_batch(self, batch) -> None:
+        log = self.get_logger()
+        work = []
+        for frame in batch:
+            channel = self.channels[frame.key]
+            msg, received = frame.item
+            needs = channel.needs()
+            if not needs.any_inference:
+                channel.stats.on_skipped()
+                continue
+            try:
+                rgb = message_to_rgb8(msg)
+            except ImageConversionError as exc:
+                channel.stats.on_error(str(exc))
+                log.warning(f"{channel.key}: dropping bad image: {exc}", throttle_duration_sec=5.0)
+                continue
+            work.append((channel, msg.header, received, rgb, needs))
+        if not work:
+            return
+        self.predictor.want_depth = any(n.depth_head for *_, n in work)
+        self.predictor.want_labels = any(n.label_head for *_, n in work)
+        start = time.monotonic()
+        predictions = self.predictor.infer_batch([rgb for _, _, _, rgb, _ in work])
+        latency = time.monotonic() - start
+        for (channel, header, received, rgb, needs), prediction in zip(work, predictions):
+            try:
+                self._publish(channel, header, rgb, prediction, needs)
+            except (ValueError, ImageConversionError) as exc:
+                channel.stats.on_error(str(exc))
+                log.warning(f"{channel.key}: could not publish a frame: {exc}", throttle_duration_sec=5.0)
+                continue
+            channel.stats.on_processed(
+                latency, time.monotonic() - received, prediction.net_shape, prediction.source_shape
+            )
+
+    def _publish(self, channel: CameraChannel, header, rgb: np.ndarray, prediction, needs: Needs) -> None:
+        s = self.settings
+        shape = prediction.source_shape
+        metric = None
+        if prediction.depth is not None:
+            converter = self.depth[channel.key]
+            if converter.mode == "fit":
+                self._feed_sparse(channel, converter, header, prediction.depth)
+            metric, relative = converter.convert(prediction.depth, prediction.depth_kind)
+            if needs.relative:
+                channel.relative_pub.publish(array_to_image(relative, "32FC1", header))
+            if metric is not None and needs.depth:
+                channel.depth_pub.publish(outputs.metric_depth_image(metric, header, s.max_depth))
+        info = channel.latest_info()
+        if info is None and (needs.depth_info or needs.points):
+            self.get_logger().warning(
+                f"{channel.key}: no CameraInfo received yet; depth/camera_info and points wait for it",
+                throttle_duration_sec=5.0,
+            )
+        scaled_info = None if info is None else outputs.scaled_camera_info(info, header, shape)
+        if scaled_info is not None and needs.depth_info and metric is not None:
+            channel.depth_info_pub.publish(scaled_info)
+        labels = prediction.labels
+        if labels is not None:
+            if needs.labels:
+                channel.labels_pub.publish(outputs.labels_image(labels, header))
+            if needs.labels_color:
+                channel.labels_color_pub.publish(
+                    outputs.labels_color_image(labels, self.palette, rgb, s.labels_blend, header)
+                )
+        if needs.points and metric is not None and scaled_info is not None:
+            colour = rgb if (s.points_color == "image" or labels is None) else self.palette[labels]
+            cloud = outputs.point_cloud(
+                self.projector, metric, outputs.projection_matrix(scaled_info), colour, labels, header
+            )
+            channel.points_pub.publish(cloud)
+
+    def _feed_sparse(
+        self, channel: CameraChannel, converter: CameraDepth, header, relative: np.ndarray
+    ) -> None:
+        sparse = channel.latest_sparse()
+        if sparse is None:
+            self.get_logger().warning(
+                f"{channel.key}: fit mode is waiting for sparse depth on {channel.sparse_sub.topic_name}",
+                throttle_duration_sec=10.0,
+            )
+            return
+        gap = abs(_seconds(sparse.header.stamp) - _seconds(header.stamp))
+        if gap > self.settings.sparse_depth_max_age:
+            return
+        converter.observe_sparse(relative, outputs.sparse_depth_array(sparse))
+
+    # ---- diagnostics -------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        s = self.settings
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        worker = self.worker.stats()
+        common = {
+            "device": str(self.predictor.device),
+            "precision": s.precision,
+            "weights": s.weights,
+            "net_size (HxW)": "x".join(map(str, self.predictor.net_size)),
+            "depth mode": self.depth_mode,
+            "worker errors": str(worker.errors),
+        }
+        for key, channel in self.channels.items():
+            stats = channel.stats.snapshot()
+            stats["dropped"] = self.worker.gatherer.mailbox(key).dropped
+            extra = dict(common)
+            depth = self.depth[key]
+            if depth.mode == "fixed":
+                extra["depth scale/shift (inverse)"] = f"{depth.scale:g} / {depth.shift:g}"
+            if depth.mode == "fit":
+                state = depth.fit_state()
+                extra["depth scale/shift (inverse)"] = (
+                    "not fitted yet" if state is None else f"{state[0]:g} / {state[1]:g}"
+                )
+                if depth.last_fit is not None:
+                    extra["last fit"] = depth.last_fit.reason
+            warnings = list(self.depth_warnings)
+            if worker.last_error:
+                extra["last worker error"] = worker.last_error
+            array.status.append(
+                stream_status(f"{self.get_name()}: {key}", str(self.predictor.device), stats, extra, warnings)
+            )
+        if not self.channels:
+            array.status.append(
+                DiagnosticStatus(
+                    level=DiagnosticStatus.WARN,
+                    name=self.get_name(),
+                    message="no cameras",
+                    values=[KeyValue(key="device", value=common["device"])],
+                )
+            )
+        self.diagnostics_pub.publish(array)
+
+    def shutdown(self) -> None:
+        self.worker.stop()
+
+
+def _net_size(value) -> tuple[int, int] | None:
+    """The Predictor's net_size for a parameter value ([0, 0] = the model's own: None)."""
+    return None if tuple(value) == MODEL_NET_SIZE else (int(value[0]), int(value[1]))
+
+
+def _seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def main(argv=None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = None
+    try:
+        try:
+            node = DptNode()
+        except StartupError as exc:
+            message = f"dpt_node failed to start: {exc}"
+            rclpy.logging.get_logger("dpt_node").fatal(message)
+            print(message, file=sys.stderr, flush=True)
+            return 1
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

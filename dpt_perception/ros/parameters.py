@@ -1,0 +1,269 @@
+"""The node's parameters: declaration with descriptors, validation, and a typed snapshot.
+
+Every parameter is documented here (descriptor text, shown by `ros2 param describe`) and in
+config/dpt.yaml. Parameters that change what was loaded or subscribed at start-up are read-only;
+the ones listed in `RUNTIME_PARAMETERS` may be changed while the node runs and are validated
+in the node's on-set-parameters callback (`validate_runtime_change`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+DEPTH_MODES = ("auto", "model", "fixed", "fit")
+DEVICES_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N"
+PRECISIONS = ("fp32", "fp16", "bf16")
+TRANSPORTS = ("raw", "compressed")
+POINT_COLORS = ("image", "labels")
+NET_SIZE_MULTIPLE = 32  # DPTConfig.net_size must be multiples of 32 (4 stride-2 fusion levels x patch 16 / 2)
+NET_SIZE_RANGE = (32, 4096)
+MODEL_NET_SIZE = (0, 0)  # net_size value meaning "the model's own"; [] cannot be typed in a params file
+
+_T = ParameterType
+# name: (default, type, description, read_only, extra descriptor fields)
+_SPEC: dict[str, tuple] = {
+    "model": (
+        "",
+        _T.PARAMETER_STRING,
+        "Architecture preset name (e.g. dpt_hybrid_nyu, dpt_hybrid_ade20k). Needed only when "
+        "`weights` is a foreign checkpoint without its own config; empty = the preset named by "
+        "`weights` or the config stored next to our own checkpoints.",
+        True,
+        {},
+    ),
+    "weights": (
+        "dpt_hybrid_nyu",
+        _T.PARAMETER_STRING,
+        "Official checkpoint name (downloaded once, hash-checked, cached) or a path to a checkpoint "
+        "file (our *.safetensors + *.json, or an official/HF/timm file).",
+        True,
+        {},
+    ),
+    "device": ("auto", _T.PARAMETER_STRING, f"Inference device: {DEVICES_HELP}.", True, {}),
+    "precision": (
+        "fp32",
+        _T.PARAMETER_STRING,
+        f"Inference precision, one of {PRECISIONS} (fp16/bf16 only where the device supports them).",
+        True,
+        {},
+    ),
+    "net_size": (
+        list(MODEL_NET_SIZE),
+        _T.PARAMETER_INTEGER_ARRAY,
+        f"Inference resolution [height, width], multiples of {NET_SIZE_MULTIPLE} in "
+        f"[{NET_SIZE_RANGE[0]}, {NET_SIZE_RANGE[1]}]; the image is resized keeping its aspect ratio so its "
+        "sides end near these. [0, 0] = the model's own (trained) net_size. Changeable at runtime.",
+        False,
+        {},
+    ),
+    "cameras": (
+        [""],
+        _T.PARAMETER_STRING_ARRAY,
+        "Camera namespaces served by this node, e.g. ['/front', '/rear']; their latest frames are "
+        "batched into one forward pass. [''] = one camera on `image_topic`/`camera_info_topic`.",
+        True,
+        {},
+    ),
+    "image_topic": (
+        "camera/image_raw",
+        _T.PARAMETER_STRING,
+        "Image topic (relative names resolve in each camera namespace). With image_transport "
+        "'compressed' the node subscribes to <image_topic>/compressed.",
+        True,
+        {},
+    ),
+    "camera_info_topic": (
+        "camera/camera_info",
+        _T.PARAMETER_STRING,
+        "CameraInfo topic (relative names resolve in each camera namespace).",
+        True,
+        {},
+    ),
+    "image_transport": (
+        "raw",
+        _T.PARAMETER_STRING,
+        "'raw' (sensor_msgs/Image) or 'compressed' (sensor_msgs/CompressedImage, jpeg/png).",
+        True,
+        {},
+    ),
+    "output_namespace": (
+        "dpt",
+        _T.PARAMETER_STRING,
+        "Prefix of every output topic; with several cameras each gets <output_namespace>/"
+        "<camera namespace>/...",
+        True,
+        {},
+    ),
+    "depth_mode": (
+        "auto",
+        _T.PARAMETER_STRING,
+        "How metres are obtained: 'model' (a metric fine-tune, e.g. NYU/KITTI), 'fixed' "
+        "(inverse depth = depth_scale * output + depth_shift), 'fit' (online robust scale/shift "
+        "fit against `sparse_depth_topic`), 'auto' = model if the model is metric, else fit if "
+        "sparse_depth_topic is set, else fixed (with a warning: uncalibrated metres).",
+        True,
+        {},
+    ),
+    "depth_scale": (
+        1.0,
+        _T.PARAMETER_DOUBLE,
+        "Fixed mode: scale a in metric inverse depth 1/z = a * x + b (x = relative output).",
+        False,
+        {},
+    ),
+    "depth_shift": (0.0, _T.PARAMETER_DOUBLE, "Fixed mode: shift b in 1/z = a * x + b.", False, {}),
+    "sparse_depth_topic": (
+        "",
+        _T.PARAMETER_STRING,
+        "Fit mode: a sparse metric depth image (32FC1 metres or 16UC1 millimetres, 0/NaN = "
+        "no measurement) registered to the camera image (any resolution).",
+        True,
+        {},
+    ),
+    "sparse_depth_max_age": (
+        0.5,
+        _T.PARAMETER_DOUBLE,
+        "Fit mode: largest |stamp difference| in seconds between a camera frame and the "
+        "sparse depth used to fit it.",
+        False,
+        {"range": (0.0, 60.0)},
+    ),
+    "max_depth": (
+        0.0,
+        _T.PARAMETER_DOUBLE,
+        "Depth beyond this many metres is published as +Inf (REP 117 'too far'); 0 = no limit.",
+        False,
+        {"range": (0.0, 1.0e6)},
+    ),
+    "labels_blend": (
+        0.0,
+        _T.PARAMETER_DOUBLE,
+        "labels/color: weight of the camera image under the class colours (0 = pure colours).",
+        False,
+        {"range": (0.0, 1.0)},
+    ),
+    "points_decimation": (
+        1,
+        _T.PARAMETER_INTEGER,
+        "Point cloud: keep every n-th row and column (the cloud stays organised).",
+        False,
+        {"int_range": (1, 64)},
+    ),
+    "points_max_range": (
+        0.0,
+        _T.PARAMETER_DOUBLE,
+        "Point cloud: points farther than this (metres along z) become NaN; 0 = no limit.",
+        False,
+        {"range": (0.0, 1.0e6)},
+    ),
+    "points_color": (
+        "image",
+        _T.PARAMETER_STRING,
+        f"Point cloud rgb field: {POINT_COLORS[0]!r} (camera colours) or {POINT_COLORS[1]!r} "
+        "(class colours). The label field is always present when the model segments.",
+        False,
+        {},
+    ),
+    "diagnostics_period": (
+        1.0,
+        _T.PARAMETER_DOUBLE,
+        "Seconds between /diagnostics messages.",
+        True,
+        {"range": (0.05, 60.0)},
+    ),
+    "max_batch": (
+        8,
+        _T.PARAMETER_INTEGER,
+        "Most camera frames in one forward pass.",
+        True,
+        {"int_range": (1, 64)},
+    ),
+}
+
+RUNTIME_PARAMETERS = tuple(name for name, spec in _SPEC.items() if not spec[3])
+
+
+@dataclass
+class Settings:
+    model: str
+    weights: str
+    device: str
+    precision: str
+    net_size: list[int]
+    cameras: list[str]
+    image_topic: str
+    camera_info_topic: str
+    image_transport: str
+    output_namespace: str
+    depth_mode: str
+    depth_scale: float
+    depth_shift: float
+    sparse_depth_topic: str
+    sparse_depth_max_age: float
+    max_depth: float
+    labels_blend: float
+    points_decimation: int
+    points_max_range: float
+    points_color: str
+    diagnostics_period: float
+    max_batch: int
+
+
+def declare_parameters(node) -> Settings:
+    """Declare every parameter (with its descriptor) on `node` and return a validated snapshot."""
+    for name, (default, ptype, text, read_only, extra) in _SPEC.items():
+        descriptor = ParameterDescriptor(name=name, type=ptype, description=text, read_only=read_only)
+        if "range" in extra:
+            lo, hi = extra["range"]
+            descriptor.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]
+        if "int_range" in extra:
+            lo, hi = extra["int_range"]
+            descriptor.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=1)]
+        node.declare_parameter(name, default, descriptor)
+    values = {name: node.get_parameter(name).value for name in _SPEC}
+    values["net_size"] = [int(v) for v in values["net_size"]]
+    values["cameras"] = [str(c) for c in values["cameras"]] or [""]
+    settings = Settings(**values)
+    problems = [p for name in _SPEC if (p := validate_value(name, getattr(settings, name))) is not None]
+    if problems:
+        raise ValueError("invalid parameters: " + "; ".join(problems))
+    return settings
+
+
+def validate_value(name: str, value) -> str | None:
+    """None when `value` is acceptable for parameter `name`, else the reason it is not."""
+    if name == "net_size":
+        sizes = list(value)
+        if tuple(sizes) == MODEL_NET_SIZE:
+            return None
+        if len(sizes) != 2:
+            return f"net_size must be [height, width], got {sizes}"
+        lo, hi = NET_SIZE_RANGE
+        bad = [s for s in sizes if s % NET_SIZE_MULTIPLE or not lo <= s <= hi]
+        if bad:
+            return (
+                f"net_size {sizes}: every side must be a multiple of {NET_SIZE_MULTIPLE} in [{lo}, {hi}]"
+                f" (bad: {bad}), or [0, 0] for the model's own size"
+            )
+        return None
+    if name == "precision" and value not in PRECISIONS:
+        return f"precision must be one of {PRECISIONS}, got {value!r}"
+    if name == "depth_mode" and value not in DEPTH_MODES:
+        return f"depth_mode must be one of {DEPTH_MODES}, got {value!r}"
+    if name == "image_transport" and value not in TRANSPORTS:
+        return f"image_transport must be one of {TRANSPORTS}, got {value!r}"
+    if name == "points_color" and value not in POINT_COLORS:
+        return f"points_color must be one of {POINT_COLORS}, got {value!r}"
+    if name == "device" and not (
+        value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit())
+    ):
+        return f"device must be {DEVICES_HELP}, got {value!r}"
+    if name == "weights" and not value:
+        return "weights must name an official checkpoint or a checkpoint path, got ''"
+    if name == "cameras" and len(set(value)) != len(value):
+        return f"cameras must be distinct, got {list(value)}"
+    if name == "depth_scale" and value <= 0.0:
+        return f"depth_scale must be > 0 (inverse depth grows with the model output), got {value}"
+    return None

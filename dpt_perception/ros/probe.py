@@ -1,0 +1,102 @@
+"""Watching a running node from another process: child-process handling and an output probe.
+
+Used by the demo runner, the overload benchmark and the integration tests. `OutputProbe` owns a
+private rclpy context (its own domain id), so it never disturbs a global `rclpy.init`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile
+
+
+def start_process(module: str, ros_args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    """`python -m <module> --ros-args <ros_args>` with stdout+stderr going to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "wb")  # noqa: SIM115 - closed by stop_process via the Popen object
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--ros-args", *ros_args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    proc._dpt_log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
+    """SIGINT (clean rclpy shutdown), then SIGTERM, then SIGKILL; always reaps the process."""
+    if proc is None:
+        return None
+    try:
+        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            if proc.poll() is not None:
+                break
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(wait)
+            except subprocess.TimeoutExpired:
+                continue
+        return proc.wait(5.0)
+    finally:
+        log = getattr(proc, "_dpt_log", None)
+        if log is not None:
+            log.close()
+
+
+class OutputProbe:
+    """Subscribes to topics and keeps every message with its arrival time (time.time())."""
+
+    def __init__(self, domain_id: int | None = None, name: str = "dpt_probe"):
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.messages: dict[str, list[tuple[float, object]]] = {}
+
+    def subscribe(self, topic: str, msg_type, qos: QoSProfile | int = 10) -> None:
+        self.messages.setdefault(topic, [])
+        self.node.create_subscription(
+            msg_type, topic, lambda msg: self.messages[topic].append((time.time(), msg)), qos
+        )
+
+    def latest(self, topic: str):
+        got = self.messages.get(topic) or []
+        return got[-1][1] if got else None
+
+    def count(self, topic: str) -> int:
+        return len(self.messages.get(topic) or [])
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=min(0.05, max(0.0, end - time.monotonic())))
+
+    def spin_until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Spin until `condition()` holds (True) or `timeout` seconds pass (False)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if condition():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return condition()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)

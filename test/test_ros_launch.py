@@ -1,0 +1,140 @@
+"""The ROS assets: config/dpt.yaml, rviz/dpt.rviz and launch/dpt.launch.py.
+
+The launch test needs `launch`, `launch_ros` and `launch_testing` (a ROS 2 distribution install)
+and the package built with colcon; it is skipped cleanly where they are missing (the pip-only
+environment). The asset checks run everywhere.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _spec():
+    pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.sh)")
+    from dpt_perception.ros.parameters import _SPEC
+
+    return _SPEC
+
+
+def test_config_file_sets_every_parameter_to_its_default_with_a_comment():
+    spec = _spec()
+    text = (REPO / "config" / "dpt.yaml").read_text()
+    params = yaml.safe_load(text)["/**"]["ros__parameters"]
+    assert set(params) == set(spec), f"missing: {set(spec) - set(params)}, unknown: {set(params) - set(spec)}"
+    for name, (default, *_rest) in spec.items():
+        assert params[name] == default, (
+            f"{name}: config/dpt.yaml has {params[name]!r}, node default {default!r}"
+        )
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("    ") and not line.strip().startswith("#") and ":" in line:
+            assert lines[i - 1].strip().startswith("#"), f"parameter line without a comment above: {line!r}"
+
+
+def test_rviz_config_shows_the_node_outputs():
+    config = yaml.safe_load((REPO / "rviz" / "dpt.rviz").read_text())
+    displays = config["Visualization Manager"]["Displays"]
+    topics = {d["Topic"]["Value"]: d for d in displays if "Topic" in d}
+    assert {"/dpt/depth", "/dpt/labels/color", "/dpt/points"} <= set(topics)
+    clouds = [d for d in displays if d["Class"] == "rviz_default_plugins/PointCloud2"]
+    assert {d["Color Transformer"] for d in clouds} == {"RGB8", "Intensity"}
+    assert all(d["Topic"]["Reliability Policy"] == "Best Effort" for d in clouds)  # points use SensorDataQoS
+    assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "camera_optical_frame"
+
+
+def test_launch_file_is_valid_python_with_the_documented_arguments():
+    source = (REPO / "launch" / "dpt.launch.py").read_text()
+    compile(source, "dpt.launch.py", "exec")
+    for name in (
+        "image_topic",
+        "camera_info_topic",
+        "weights",
+        "model",
+        "device",
+        "precision",
+        "net_size",
+        "params_file",
+        "namespace",
+        "rviz",
+        "FASTDDS_DEFAULT_PROFILES_FILE",
+    ):
+        assert f'"{name}"' in source, name
+
+
+_LAUNCHER = """
+import sys
+from launch import LaunchService
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+service = LaunchService()
+service.include_launch_description(IncludeLaunchDescription(
+    PythonLaunchDescriptionSource(sys.argv[1]), launch_arguments=[a.split(":=", 1) for a in sys.argv[2:]]))
+sys.exit(service.run())
+"""
+
+
+@pytest.mark.integration
+def test_launch_file_starts_a_serving_node(ros_env, tmp_path, monkeypatch):
+    pytest.importorskip("launch_testing", reason="launch_testing is not installed (ROS 2 distribution only)")
+    pytest.importorskip("launch_ros", reason="launch_ros is not installed (ROS 2 distribution only)")
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        share = Path(get_package_share_directory("dpt_perception"))
+    except PackageNotFoundError:
+        pytest.skip("dpt_perception is not installed in the ament index (colcon build + source install)")
+    launch_file = share / "launch" / "dpt.launch.py"
+    if not launch_file.is_file():
+        pytest.skip(f"{launch_file} not installed; rebuild with colcon")
+    import torch
+    from sensor_msgs.msg import Image
+
+    from dpt_perception.model import DPT, DPTConfig
+    from dpt_perception.model.checkpoints import save_model
+    from dpt_perception.ros.probe import OutputProbe
+
+    torch.manual_seed(0)
+    save_model(DPT(DPTConfig.tiny(net_size=[64, 64])).eval(), tmp_path / "tiny")
+    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
+        monkeypatch.setenv(key, ros_env[key])
+    args = [
+        f"weights:={tmp_path / 'tiny.safetensors'}",
+        "net_size:=[64, 64]",
+        "demo_camera:=true",
+        "namespace:=launched",
+    ]
+    log = open(tmp_path / "launch.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LAUNCHER, str(launch_file), *args],
+        env=ros_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    probe = None
+    try:
+        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+        from rclpy.qos import qos_profile_sensor_data
+
+        probe.subscribe("/launched/dpt/depth", Image, qos_profile_sensor_data)
+        ok = probe.spin_until(lambda: probe.count("/launched/dpt/depth") >= 2, 90.0)
+        assert ok, (tmp_path / "launch.log").read_text(errors="replace")[-3000:]
+        assert probe.latest("/launched/dpt/depth").encoding == "32FC1"
+    finally:
+        if probe is not None:
+            probe.close()
+        if proc.poll() is None:
+            os.killpg(proc.pid, 2)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait(5)
+        log.close()
