@@ -1,0 +1,63 @@
+"""`load_model`: pick the right loader for a path or a preset name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..config import PRESETS
+from ..dpt import DPT
+from .common import FAMILY_DESCRIPTIONS, CheckpointError, guess_family, read_state_dict
+from .hf import is_hf_checkpoint, load_hf
+from .native import is_native, load_native
+
+
+def weights_dir() -> Path:
+    """Where preset files are looked up: $DPT_WEIGHTS_DIR, else ~/.cache/dpt_perception/weights."""
+    return Path(os.environ.get("DPT_WEIGHTS_DIR", Path.home() / ".cache" / "dpt_perception" / "weights"))
+
+
+def preset_for_file(path: str | Path) -> str | None:
+    name = Path(path).name
+    for preset, info in PRESETS.items():
+        if name == info["file"]:
+            return preset
+    return None
+
+
+def load_model(path_or_name: str | Path, preset: str | None = None, strict: bool = True) -> DPT:
+    """Load a DPT (eval mode) from any supported checkpoint family; see the package docstring."""
+    from .official import load_official
+
+    text = str(path_or_name)
+    if text in PRESETS and not Path(text).exists():
+        path = weights_dir() / PRESETS[text]["file"]
+        if not path.is_file():
+            raise CheckpointError(
+                f"preset {text!r} needs {PRESETS[text]['file']} in {weights_dir()} "
+                f"(set DPT_WEIGHTS_DIR or download it first)"
+            )
+        return load_official(path, text, strict=strict)
+    path = Path(path_or_name)
+    if is_hf_checkpoint(path):
+        return load_hf(path, strict=strict)
+    if is_native(path):
+        return load_native(path, strict=strict)
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: no such checkpoint file/directory, and not a preset name (presets: {sorted(PRESETS)})"
+        )
+    state_dict = read_state_dict(path)
+    family = guess_family(state_dict.keys())
+    if family.startswith("official"):
+        preset = preset or preset_for_file(path)
+        if preset is None:
+            raise CheckpointError(
+                f"{path} looks like an {FAMILY_DESCRIPTIONS[family]} but its file name is not "
+                f"one of the release names; pass preset= one of {sorted(PRESETS)}"
+            )
+        return load_official(state_dict, preset, strict=strict, source=str(path))
+    raise CheckpointError(
+        f"cannot load {path} as a full model: it looks like {FAMILY_DESCRIPTIONS[family]} "
+        f"(timm ImageNet weights initialise an encoder: see checkpoints.timm_init)"
+    )

@@ -1,0 +1,64 @@
+"""`DPT`: one shared encoder feeding a depth and/or a segmentation head (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import DPTConfig
+from .heads import AuxiliaryHead, DepthHead, SegmentationHead
+from .neck import Neck
+from .resnet_hybrid import HybridPatchEmbed
+from .vit import VisionTransformer
+
+
+def build_encoder(config: DPTConfig) -> VisionTransformer:
+    if config.variant == "vit_hybrid":
+        return VisionTransformer(config, patch_embed=HybridPatchEmbed(config))
+    return VisionTransformer(config)
+
+
+def depth_to_metric(inverse_depth: torch.Tensor, scale: float, shift: float) -> torch.Tensor:
+    """Metric depth from a metric fine-tune's raw output: 1 / max(scale * x + shift, 1e-8)."""
+    return 1.0 / torch.clamp(scale * inverse_depth + shift, min=1e-8)
+
+
+class DPT(nn.Module):
+    """forward(pixel_values (B,3,H,W), normalised, H and W multiples of 16) -> dict of outputs:
+    "depth" (B,H,W) non-negative inverse depth, "segmentation" (B,C,H,W) logits, and in training
+    with `aux_head`, "aux" (B,C,H/2,W/2). Only enabled heads appear; the encoder runs once."""
+
+    def __init__(self, config: DPTConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = build_encoder(config)
+        self.necks = nn.ModuleDict(
+            {name: Neck(config, config.use_batch_norm_in_fusion[name]) for name in config.neck_names}
+        )
+        heads: dict[str, nn.Module] = {}
+        if "depth" in config.heads:
+            heads["depth"] = DepthHead(config.fusion_channels)
+        if "segmentation" in config.heads:
+            heads["segmentation"] = SegmentationHead(
+                config.fusion_channels, config.num_classes, config.segmentation_dropout
+            )
+        self.heads = nn.ModuleDict(heads)
+        self.aux_head = AuxiliaryHead(config.fusion_channels, config.num_classes) if config.has_aux else None
+
+    def decoder_parameters(self):
+        """Everything except the encoder (necks and heads): the "decoder" parameter group."""
+        encoder_ids = {id(p) for p in self.encoder.parameters()}
+        return [p for p in self.parameters() if id(p) not in encoder_ids]
+
+    def forward(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        features, grid = self.encoder(pixel_values)
+        fused = {name: neck(features, grid) for name, neck in self.necks.items()}
+        out: dict[str, torch.Tensor] = {}
+        for task, head in self.heads.items():
+            out[task] = head(fused[self.config.neck_for(task)])
+        if self.aux_head is not None and self.training:
+            out["aux"] = self.aux_head(fused[self.config.neck_for("segmentation")])
+        return out
+
+    def depth_to_metric(self, inverse_depth: torch.Tensor) -> torch.Tensor:
+        return depth_to_metric(inverse_depth, self.config.depth_scale, self.config.depth_shift)

@@ -1,0 +1,53 @@
+"""Prediction heads on the fused 1/2-resolution map (reference layouts, so indices map 1:1)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+DEPTH_HEAD_HIDDEN = 32
+
+
+class DepthHead(nn.Module):
+    """conv3x3 C->C/2, bilinear x2, conv3x3 ->32, ReLU, conv1x1 ->1, ReLU: non-negative inverse depth."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.head = nn.Sequential(
+            nn.Conv2d(channels, channels // 2, kernel_size=3, padding=1),
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
+            nn.Conv2d(channels // 2, DEPTH_HEAD_HIDDEN, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(DEPTH_HEAD_HIDDEN, 1, kernel_size=1),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x).squeeze(1)
+
+
+class SegmentationHead(nn.Module):
+    """conv3x3 (no bias), BN, ReLU, Dropout, conv1x1 -> classes, bilinear x2 (logits at input size)."""
+
+    def __init__(self, channels: int, num_classes: int, dropout: float = 0.1, upsample: bool = True):
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Conv2d(channels, num_classes, kernel_size=1),
+        ]
+        if upsample:
+            layers.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True))
+        self.head = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+
+class AuxiliaryHead(SegmentationHead):
+    """Training-only segmentation head on the fused map, without the final upsample."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__(channels, num_classes, dropout=0.1, upsample=False)
