@@ -206,3 +206,21 @@ def test_inference_caches_never_serve_stale_weights():
         fresh = DPT(cfg).eval()
         fresh.load_state_dict(model.state_dict())
         assert torch.equal(model(x)["depth"], fresh(x)["depth"])
+
+
+def test_forward_heads_subset_skips_the_other_tasks_neck_and_head():
+    torch.manual_seed(0)
+    model = DPT(DPTConfig.tiny(heads=("depth", "segmentation"))).eval()
+    x = torch.randn(1, 3, 64, 96)
+    calls = []
+    for name, neck in model.necks.items():
+        neck.register_forward_hook(lambda *_, name=name: calls.append(name))
+    with torch.no_grad():
+        full = model(x)
+        calls.clear()
+        depth_only = model(x, heads=["depth"])
+    assert set(depth_only) == {"depth"}
+    assert calls == [model.config.neck_for("depth")], "the segmentation neck ran for a depth-only request"
+    torch.testing.assert_close(depth_only["depth"], full["depth"], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="lacks"):
+        DPT(DPTConfig.tiny(heads=("depth",)))(x, heads=["segmentation"])

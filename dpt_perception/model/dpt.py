@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -50,13 +52,23 @@ class DPT(nn.Module):
         encoder_ids = {id(p) for p in self.encoder.parameters()}
         return [p for p in self.parameters() if id(p) not in encoder_ids]
 
-    def forward(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, pixel_values: torch.Tensor, heads: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """`heads` restricts the run to a subset of the enabled heads (e.g. only "depth" when nobody
+        wants labels): necks and heads of the other tasks are skipped entirely."""
+        tasks = list(self.heads) if heads is None else [t for t in self.heads if t in heads]
+        if heads is not None and len(tasks) != len(set(heads)):
+            raise ValueError(
+                f"heads={list(heads)} asks for a head this model lacks; it has {list(self.heads)}"
+            )
         features, grid = self.encoder(pixel_values)
-        fused = {name: neck(features, grid) for name, neck in self.necks.items()}
+        needed_necks = {self.config.neck_for(task) for task in tasks}
+        fused = {name: neck(features, grid) for name, neck in self.necks.items() if name in needed_necks}
         out: dict[str, torch.Tensor] = {}
-        for task, head in self.heads.items():
-            out[task] = head(fused[self.config.neck_for(task)])
-        if self.aux_head is not None and self.training:
+        for task in tasks:
+            out[task] = self.heads[task](fused[self.config.neck_for(task)])
+        if self.aux_head is not None and self.training and "segmentation" in tasks:
             out["aux"] = self.aux_head(fused[self.config.neck_for("segmentation")])
         return out
 
