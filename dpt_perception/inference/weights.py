@@ -24,8 +24,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from dpt_perception.model.checkpoints.dispatch import WEIGHTS_CACHE_ENV, weights_dir
+
 DEFAULT_BASE_URL = "https://github.com/isl-org/DPT/releases/download/1_0"
-CACHE_ENV = "DPT_PERCEPTION_CACHE"
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 
 
@@ -66,7 +67,7 @@ class WeightsVerificationError(RuntimeError):
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "dpt_perception")).expanduser()
+    return weights_dir()
 
 
 def sha256_prefix_from_name(filename: str) -> str | None:
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "(dpt_hybrid_midas)")
     for p in (dl, sub.choices["list"]):
         p.add_argument("--cache-dir", default=None,
-                       help=f"cache directory (default: ${CACHE_ENV} or ~/.cache/dpt_perception)")
+                       help=f"cache directory (default: ${WEIGHTS_CACHE_ENV} or ~/.cache/dpt_perception)")
     dl.add_argument("--base-url", default=DEFAULT_BASE_URL, help="release URL the file name is appended to")
     dl.add_argument("--force", action="store_true", help="download again even if cached")
     dl.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -11,10 +11,13 @@ from .common import FAMILY_DESCRIPTIONS, CheckpointError, guess_family, read_sta
 from .hf import is_hf_checkpoint, load_hf
 from .native import is_native, load_native
 
+WEIGHTS_CACHE_ENV = "DPT_PERCEPTION_CACHE"
+
 
 def weights_dir() -> Path:
-    """Where preset files are looked up: $DPT_WEIGHTS_DIR, else ~/.cache/dpt_perception/weights."""
-    return Path(os.environ.get("DPT_WEIGHTS_DIR", Path.home() / ".cache" / "dpt_perception" / "weights"))
+    """The one weights cache (preset lookups here, downloads by `dpt_perception.inference.weights`):
+    $DPT_PERCEPTION_CACHE, else ~/.cache/dpt_perception."""
+    return Path(os.environ.get(WEIGHTS_CACHE_ENV, Path.home() / ".cache" / "dpt_perception")).expanduser()
 
 
 def preset_for_file(path: str | Path) -> str | None:
@@ -35,7 +38,7 @@ def load_model(path_or_name: str | Path, preset: str | None = None, strict: bool
         if not path.is_file():
             raise CheckpointError(
                 f"preset {text!r} needs {PRESETS[text]['file']} in {weights_dir()} "
-                f"(set DPT_WEIGHTS_DIR or download it first)"
+                f"(download it: python -m dpt_perception.inference.weights download {text})"
             )
         return load_official(path, text, strict=strict)
     path = Path(path_or_name)
