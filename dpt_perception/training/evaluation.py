@@ -1,0 +1,148 @@
+"""The evaluation loop shared by periodic evaluation during training and the ``evaluate`` CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dpt_perception.training.metrics import ConfusionMatrix, DepthMetrics
+
+# Points kept for the predicted-vs-true depth scatter plot (subsampled evenly over the set).
+_SCATTER_POINTS_PER_IMAGE = 256
+
+
+def autocast_context(device: torch.device, amp: str):
+    if amp == "none":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def resize_outputs(outputs: dict, size_hw: tuple[int, int]) -> dict:
+    """Predictions at the targets' size when the network ran at another one (targets kept at
+    the source size): depth bicubic (clamped non-negative), logits bilinear, as the reference."""
+    out = dict(outputs)
+    if "depth" in out and tuple(out["depth"].shape[-2:]) != size_hw:
+        depth = F.interpolate(out["depth"].unsqueeze(1), size=size_hw, mode="bicubic", align_corners=False)
+        out["depth"] = depth.squeeze(1).clamp(min=0)
+    if "segmentation" in out and tuple(out["segmentation"].shape[-2:]) != size_hw:
+        out["segmentation"] = F.interpolate(
+            out["segmentation"], size=size_hw, mode="bilinear", align_corners=False
+        )
+    return out
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module,
+    loader,
+    device: torch.device,
+    *,
+    depth_mode: str = "relative",
+    min_depth: float = 1e-3,
+    max_depth: float = 80.0,
+    ignore_index: int = 255,
+    max_batches: int = 0,
+    amp: str = "none",
+    num_examples: int = 0,
+) -> tuple[dict, dict]:
+    """Run ``model`` over ``loader`` and return ``(results, extras)``.
+
+    ``results`` holds ``depth`` (see :class:`DepthMetrics`) and/or ``segmentation``
+    (see :class:`ConfusionMatrix`) metric dicts, ``num_images`` and ``seconds``.
+    ``extras`` holds the raw confusion matrix, up to ``num_examples`` example dicts (image,
+    predictions, targets, metric depth) for plots, and (pred, true) depth pairs for a scatter.
+    """
+    config = getattr(model, "config", None)
+    was_training = model.training
+    model.eval()
+    depth_metrics = None
+    confusion = None
+    examples: list[dict] = []
+    scatter_pred: list[np.ndarray] = []
+    scatter_true: list[np.ndarray] = []
+    generator = np.random.default_rng(0)
+    start = time.perf_counter()
+    num_images = 0
+    try:
+        for b, batch in enumerate(loader):
+            if max_batches and b >= max_batches:
+                break
+            images = batch["image"].to(device, non_blocking=True)
+            with autocast_context(device, amp):
+                outputs = model(images)
+            outputs = {k: v.float().cpu() for k, v in outputs.items() if k in ("depth", "segmentation")}
+            outputs = resize_outputs(outputs, tuple(batch["depth"].shape[-2:]))
+            num_images += images.shape[0]
+            metric_depth = None
+            if "depth" in outputs and bool(batch["has_depth"].any()):
+                if depth_metrics is None:
+                    depth_metrics = DepthMetrics(
+                        depth_mode,
+                        min_depth,
+                        max_depth,
+                        depth_scale=getattr(config, "depth_scale", 1.0),
+                        depth_shift=getattr(config, "depth_shift", 0.0),
+                    )
+                has = batch["has_depth"].view(-1, 1, 1)
+                valid = batch["depth_valid"] & has
+                metric_depth = depth_metrics.update(outputs["depth"], batch["depth"], valid)
+                mask = depth_metrics.eval_mask(batch["depth"], valid)
+                for i in range(images.shape[0]):
+                    idx = torch.nonzero(mask[i].flatten()).flatten().numpy()
+                    if idx.size:
+                        pick = generator.choice(
+                            idx, size=min(idx.size, _SCATTER_POINTS_PER_IMAGE), replace=False
+                        )
+                        scatter_pred.append(metric_depth[i].flatten().numpy()[pick])
+                        scatter_true.append(batch["depth"][i].flatten().numpy()[pick])
+            if "segmentation" in outputs and bool(batch["has_labels"].any()):
+                if confusion is None:
+                    confusion = ConfusionMatrix(
+                        outputs["segmentation"].shape[1], ignore_index, getattr(config, "class_names", None)
+                    )
+                labels = batch["labels"].masked_fill(~batch["has_labels"].view(-1, 1, 1), ignore_index)
+                confusion.update(outputs["segmentation"], labels)
+            for i in range(images.shape[0]):
+                if len(examples) >= num_examples:
+                    break
+                examples.append(
+                    {
+                        "image": batch["image"][i],
+                        "outputs": {k: v[i] for k, v in outputs.items()},
+                        "depth": batch["depth"][i] if "depth" in batch else None,
+                        "depth_valid": (batch["depth_valid"][i] & batch["has_depth"][i])
+                        if "depth_valid" in batch
+                        else None,
+                        "labels": batch["labels"][i] if bool(batch["has_labels"][i]) else None,
+                        "metric_depth": metric_depth[i] if metric_depth is not None else None,
+                    }
+                )
+    finally:
+        model.train(was_training)
+    results: dict = {"num_images": num_images, "seconds": time.perf_counter() - start}
+    extras: dict = {"examples": examples}
+    if depth_metrics is not None:
+        results["depth"] = depth_metrics.compute()
+        results["depth"]["mode"] = depth_mode
+        if scatter_pred:
+            extras["scatter"] = (np.concatenate(scatter_pred), np.concatenate(scatter_true))
+    if confusion is not None:
+        results["segmentation"] = confusion.compute()
+        extras["confusion_matrix"] = confusion.matrix.clone()
+    return results, extras
+
+
+def flat_metrics(results: dict) -> dict[str, float]:
+    """``{"abs_rel": ..., "miou": ...}``: the scalar metrics of an evaluation, one level deep."""
+    flat: dict[str, float] = {}
+    for section in ("depth", "segmentation"):
+        for key, value in results.get(section, {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                flat[key] = float(value)
+    return flat
