@@ -11,7 +11,7 @@ pytest.importorskip("dpt_perception.msg", reason="messages not built (run script
 
 
 @pytest.mark.integration
-def test_demo_writes_outputs_and_flags_random_weights(ros_env, tmp_path):
+def test_demo_writes_outputs_with_the_bundled_demo_weights(ros_env, tmp_path):
     out = tmp_path / "demo"
     env = dict(ros_env, DPT_PERCEPTION_CACHE=str(tmp_path / "empty_cache"))  # no cached real weights
     result = subprocess.run(
@@ -48,7 +48,21 @@ def test_demo_writes_outputs_and_flags_random_weights(ros_env, tmp_path):
     ):
         assert (out / name).is_file(), name
     summary = json.loads((out / "latency.json").read_text())
-    assert summary["weights_meaningful"] is False
-    assert "NOT MEANINGFUL" in result.stdout
+    # no real weights cached: the bundled synthetic-scene model is used, and said so
+    assert summary["weights_meaningful"] is True
+    assert summary["weights"].endswith("dpt_demo_synthetic.safetensors")
+    assert "bundled demo weights" in result.stdout
+    assert "NOT MEANINGFUL" not in result.stdout
     assert summary["latency_receive_minus_stamp"]["/dpt/depth/relative_inverse"]["messages"] >= 3
     assert summary["node_diagnostics"]["device"] == "cpu"
+
+
+def test_demo_falls_back_to_random_weights_and_says_so(tmp_path, monkeypatch):
+    from dpt_perception.ros import demo
+
+    monkeypatch.setenv("DPT_PERCEPTION_CACHE", str(tmp_path / "empty_cache"))
+    monkeypatch.setattr(demo, "DEMO_WEIGHTS", tmp_path / "missing.safetensors")
+    weights, meaningful, why = demo.choose_weights(None, tmp_path)
+    assert meaningful is False
+    assert "RANDOMLY INITIALISED" in why
+    assert weights.endswith(".safetensors") and (tmp_path / "weights").is_dir()

@@ -12,8 +12,9 @@ writes into --out:
   points.ply            the point cloud (x, y, z, rgb, label; finite points only)
   latency.json          per-output latency (receive time - image stamp), node diagnostics, weights
 and prints a summary. Without --weights it uses the official NYU metric checkpoint if it is in the
-cache, else a randomly initialised tiny model, and then says plainly that the outputs are not
-meaningful. Ends on its own after --frames outputs or --timeout seconds.
+cache, else the bundled demo weights (trained on these synthetic scenes), else a randomly
+initialised tiny model, and then says plainly that the outputs are not meaningful.
+Ends on its own after --frames outputs or --timeout seconds.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from dpt_perception.ros.probe import OutputProbe, start_process, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OFFICIAL = "dpt_hybrid_nyu"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+DEMO_WEIGHTS = PACKAGE_DIR / "data" / "demo_weights" / "dpt_demo_synthetic.safetensors"
 
 
 def choose_weights(requested: str | None, out: Path) -> tuple[str, bool, str]:
@@ -54,6 +57,14 @@ def choose_weights(requested: str | None, out: Path) -> tuple[str, bool, str]:
         return str(path), True, f"official checkpoint {DEFAULT_OFFICIAL} found in the cache ({path})"
     except FileNotFoundError:
         pass
+    if DEMO_WEIGHTS.is_file():
+        return (
+            str(DEMO_WEIGHTS),
+            True,
+            f"bundled demo weights {DEMO_WEIGHTS.name}: a small depth + 5-class model trained on the "
+            "synthetic scenes this demo streams (reproduce: python -m dpt_perception.training.train "
+            "--config config/train_demo.yaml); meaningful on these frames only",
+        )
     import torch
 
     from dpt_perception.model import DPT, DPTConfig
