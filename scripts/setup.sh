@@ -68,6 +68,7 @@ fi
 source "$VENV/bin/activate"
 export AMENT_PREFIX_PATH="$VIRTUAL_ENV"
 cd "$ROOT"
+mkdir -p "$ROOT/log"
 say "colcon build (dpt_perception)"
 colcon --log-base "$ROOT/log" build --symlink-install --base-paths "$ROOT" \
   --build-base "$ROOT/build" --install-base "$ROOT/install" \
