@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import HAS_RCLPY, REPO_ROOT
 
 pytestmark = [
