@@ -20,4 +20,12 @@ setup(
     install_requires=requirements("runtime.txt"),
     extras_require={"test": requirements("test.txt")},
     package_data={"dpt_perception": ["data/**/*"]},
+    entry_points={
+        "console_scripts": [
+            "dpt-train = dpt_perception.training.train:main",
+            "dpt-eval = dpt_perception.training.evaluate:main",
+            "dpt-export = dpt_perception.inference.export:main",
+            "dpt-download-weights = dpt_perception.inference.weights:main",
+        ]
+    },
 )
