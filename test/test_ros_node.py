@@ -356,6 +356,7 @@ def test_two_compressed_cameras_are_batched_and_match_the_predictor(
         (["-p", "depth_mode:=model"], "needs a metric model"),
         (["-p", "net_size:=[100, 64]"], "multiple of 32"),
         (["-p", "precision:=fp16", "-p", "device:=cpu"], "fp16"),
+        (["-p", "backend:=warp"], "backend must be one of"),
     ],
 )
 def test_startup_failures_exit_nonzero_with_a_reason(ros_env, tiny_weights, tmp_path, params, message):

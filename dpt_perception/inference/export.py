@@ -123,6 +123,10 @@ def export_onnx(
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
     model = model.eval()
     wrapper = _TupleOutputs(model, heads).eval()
+    if dynamic and (height, width) == (config.image_size, config.image_size):
+        # At the position-embedding grid's own size the resampling step is skipped and tracing
+        # would bake that branch in: trace one size off so every size takes the resampling path.
+        width += 32
     example = _example_input((max(batch_size, 2) if dynamic else batch_size, 3, height, width), seed=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     kwargs: dict = dict(input_names=[INPUT_NAME], output_names=list(heads), opset_version=opset)

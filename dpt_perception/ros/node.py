@@ -25,7 +25,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from dpt_perception.inference.geometry import PointCloudProjector
-from dpt_perception.inference.predictor import Predictor
+from dpt_perception.inference.predictor import Predictor, resolve_device
 from dpt_perception.inference.scheduling import InferenceWorker
 from dpt_perception.msg import ClassTable
 from dpt_perception.ros import outputs
@@ -72,6 +72,17 @@ def load_dpt_model(weights: str, preset: str):
     return load_model(resolve_weights(entry.name), preset=preset or entry.alias)
 
 
+def build_engine(model, backend: str, device: str, precision: str):
+    """(model-like, device, precision) for the Predictor. Non-eager engines apply the precision
+    themselves, so the Predictor then runs them at fp32 (no second autocast)."""
+    if backend == "eager":
+        return model, device, precision
+    from dpt_perception.inference.backends import make_engine
+
+    resolved = resolve_device(device)
+    return make_engine(model, backend, device=resolved, precision=precision), resolved, "fp32"
+
+
 class DptNode(Node):
     def __init__(self, node_name: str = "dpt_node", **kwargs):
         super().__init__(node_name, **kwargs)
@@ -89,9 +100,7 @@ class DptNode(Node):
             ) from exc
         try:
             self.predictor = Predictor(
-                model,
-                device=s.device,
-                precision=s.precision,
+                *build_engine(model, s.backend, s.device, s.precision),
                 net_size=_net_size(s.net_size),
             )
             self.depth_mode, self.depth_warnings = resolve_depth_mode(
@@ -103,7 +112,7 @@ class DptNode(Node):
             # One forward on a dummy frame: a model that cannot run fails here, not on the first image.
             net_h, net_w = self.predictor.net_size
             self.predictor.infer_image(np.zeros((net_h, net_w, 3), np.uint8))
-        except (ValueError, DepthModeError, RuntimeError) as exc:
+        except (ValueError, DepthModeError, RuntimeError, ImportError) as exc:
             raise StartupError(f"{type(exc).__name__}: {exc}") from exc
         for warning in self.depth_warnings:
             log.warning(warning)

@@ -15,6 +15,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 DEPTH_MODES = ("auto", "model", "fixed", "fit")
 DEVICES_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N"
 PRECISIONS = ("fp32", "fp16", "bf16")
+BACKENDS = ("eager", "compiled", "onnxruntime", "tensorrt")  # dpt_perception.inference.backends
 TRANSPORTS = ("raw", "compressed")
 POINT_COLORS = ("image", "labels")
 NET_SIZE_MULTIPLE = 32  # DPTConfig.net_size must be multiples of 32 (4 stride-2 fusion levels x patch 16 / 2)
@@ -46,6 +47,16 @@ _SPEC: dict[str, tuple] = {
         "fp32",
         _T.PARAMETER_STRING,
         f"Inference precision, one of {PRECISIONS} (fp16/bf16 only where the device supports them).",
+        True,
+        {},
+    ),
+    "backend": (
+        "eager",
+        _T.PARAMETER_STRING,
+        f"Inference engine, one of {BACKENDS}: eager PyTorch; compiled (torch.compile, slow first "
+        "frames per resolution); onnxruntime (exports a dynamic-size ONNX file into the weights cache "
+        "on first use; CUDA/TensorRT execution providers when installed); tensorrt (needs the "
+        "tensorrt package and a GPU; engines cached on disk).",
         True,
         {},
     ),
@@ -191,6 +202,7 @@ class Settings:
     weights: str
     device: str
     precision: str
+    backend: str
     net_size: list[int]
     cameras: list[str]
     image_topic: str
@@ -250,6 +262,8 @@ def validate_value(name: str, value) -> str | None:
         return None
     if name == "precision" and value not in PRECISIONS:
         return f"precision must be one of {PRECISIONS}, got {value!r}"
+    if name == "backend" and value not in BACKENDS:
+        return f"backend must be one of {BACKENDS}, got {value!r}"
     if name == "depth_mode" and value not in DEPTH_MODES:
         return f"depth_mode must be one of {DEPTH_MODES}, got {value!r}"
     if name == "image_transport" and value not in TRANSPORTS:
