@@ -159,22 +159,10 @@ def hf_peer(config, size: tuple[int, int]):
     hybrid = config.variant == "vit_hybrid"
     if hybrid and size != (384, 384):
         return None, "HF hybrid runs only 384x384"
-    out_indices = [2, 5] + list(config.out_indices) if hybrid else list(config.out_indices)
-    hf = HFConfig(
-        hidden_size=config.hidden_size,
-        num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads,
-        intermediate_size=config.mlp_hidden_size,
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        is_hybrid=hybrid,
-        backbone_out_indices=out_indices,
-        readout_type=config.readout,
-        reassemble_factors=[1, 1, 1, 0.5] if hybrid else [4, 2, 1, 0.5],
-        neck_hidden_sizes=list(config.reassemble_channels),
-        fusion_hidden_size=config.fusion_channels,
-        layer_norm_eps=1e-12 if config.numerics == "hf" else 1e-6,
-    )
+    # The same architecture description our HF converter writes (one source of truth).
+    from dpt_perception.model.checkpoints.hf import to_hf_config_dict
+
+    hf = HFConfig(**to_hf_config_dict(config, "depth"))
     torch.manual_seed(0)
     return DPTForDepthEstimation(hf).eval(), ""
 
