@@ -30,7 +30,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from dpt_perception.ros.probe import OutputProbe, start_process, stop_process  # noqa: E402
+from dpt_perception.ros.probe import OutputProbe, param_args, start_process, stop_process  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -91,33 +91,24 @@ def main(argv=None) -> int:
         probe.subscribe("/diagnostics", DiagnosticArray, 10)
         node = start_process(
             "dpt_perception.ros.node",
-            [
-                "-p",
-                f"weights:={tmp / 'model.safetensors'}",
-                "-p",
-                "depth_mode:=fixed",
-                "-p",
-                "device:=cpu",
-                "-p",
-                f"net_size:=[{args.net_size[0]}, {args.net_size[1]}]",
-                "-p",
-                "diagnostics_period:=0.5",
-            ],
+            param_args(
+                weights=tmp / "model.safetensors",
+                depth_mode="fixed",
+                device="cpu",
+                net_size=list(args.net_size),
+                diagnostics_period=0.5,
+            ),
             env,
             tmp / "node.log",
         )
         camera = start_process(
             "dpt_perception.ros.camera_publisher",
-            [
-                "-p",
-                f"rate:={args.rate}",
-                "-p",
-                f"width:={args.width}",
-                "-p",
-                f"height:={args.height}",
-                "-p",
-                "distinct_frames:=4",
-            ],
+            param_args(
+                rate=args.rate,
+                width=args.width,
+                height=args.height,
+                distinct_frames=4,
+            ),
             env,
             tmp / "camera.log",
         )

@@ -21,7 +21,7 @@ from dpt_perception.model import DPT, DPTConfig  # noqa: E402
 from dpt_perception.model.checkpoints import save_model  # noqa: E402
 from dpt_perception.ros.image_conversion import compressed_to_rgb8, image_to_rgb8, output_image_to_array  # noqa: E402
 from dpt_perception.ros.pointcloud2 import cloud_to_arrays  # noqa: E402
-from dpt_perception.ros.probe import OutputProbe, start_process, stop_process  # noqa: E402
+from dpt_perception.ros.probe import OutputProbe, param_args, start_process, stop_process  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -105,22 +105,15 @@ def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_
         # bgr8 input, CameraInfo calibrated at twice the streamed size (a binned stream).
         camera = start_process(
             "dpt_perception.ros.camera_publisher",
-            [
-                "-p",
-                "rate:=8.0",
-                "-p",
-                f"width:={WIDTH}",
-                "-p",
-                f"height:={HEIGHT}",
-                "-p",
-                "encoding:=bgr8",
-                "-p",
-                "distinct_frames:=2",
-                "-p",
-                "camera_info_scale:=2.0",
-                "-p",
-                "frame_id:=test_cam_optical",
-            ],
+            param_args(
+                rate=8.0,
+                width=WIDTH,
+                height=HEIGHT,
+                encoding="bgr8",
+                distinct_frames=2,
+                camera_info_scale=2.0,
+                frame_id="test_cam_optical",
+            ),
             ros_env,
             tmp_path / "camera.log",
         )
@@ -283,18 +276,13 @@ def test_two_compressed_cameras_are_batched_and_match_the_predictor(
         procs.append(
             start_process(
                 "dpt_perception.ros.node",
-                [
-                    "-p",
-                    f"weights:={weights}",
-                    "-p",
-                    "net_size:=[64, 64]",
-                    "-p",
-                    "cameras:=['/front', '/rear']",
-                    "-p",
-                    "image_transport:=compressed",
-                    "-p",
-                    "depth_mode:=fixed",
-                ],
+                param_args(
+                    weights=weights,
+                    net_size=[64, 64],
+                    cameras="['/front', '/rear']",
+                    image_transport="compressed",
+                    depth_mode="fixed",
+                ),
                 ros_env,
                 tmp_path / "node.log",
             )
@@ -405,33 +393,24 @@ def test_fit_mode_waits_for_sparse_depth_then_publishes_fitted_metres(
         probe.subscribe("/diagnostics", DiagnosticArray, 10)
         node = start_process(
             "dpt_perception.ros.node",
-            [
-                "-p",
-                f"weights:={weights}",
-                "-p",
-                "net_size:=[64, 64]",
-                "-p",
-                "sparse_depth_topic:=camera/sparse_depth",
-                "-p",
-                "sparse_depth_max_age:=30.0",
-                "-p",
-                "diagnostics_period:=0.5",
-            ],
+            param_args(
+                weights=weights,
+                net_size=[64, 64],
+                sparse_depth_topic="camera/sparse_depth",
+                sparse_depth_max_age=30.0,
+                diagnostics_period=0.5,
+            ),
             ros_env,
             tmp_path / "node.log",
         )
         camera = start_process(
             "dpt_perception.ros.camera_publisher",
-            [
-                "-p",
-                f"width:={WIDTH}",
-                "-p",
-                f"height:={HEIGHT}",
-                "-p",
-                "rate:=6.0",
-                "-p",
-                "distinct_frames:=1",
-            ],
+            param_args(
+                width=WIDTH,
+                height=HEIGHT,
+                rate=6.0,
+                distinct_frames=1,
+            ),
             ros_env,
             tmp_path / "camera.log",
         )

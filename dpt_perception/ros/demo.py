@@ -38,7 +38,7 @@ from dpt_perception.inference.geometry import unpack_rgb_float
 from dpt_perception.ros.image_conversion import image_to_rgb8, output_image_to_array
 from dpt_perception.ros.ply import write_ply
 from dpt_perception.ros.pointcloud2 import cloud_to_arrays
-from dpt_perception.ros.probe import OutputProbe, start_process, stop_process
+from dpt_perception.ros.probe import OutputProbe, param_args, start_process, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OFFICIAL = "dpt_hybrid_nyu"
@@ -169,35 +169,26 @@ def run(args) -> int:
         }
     )
     print(f"[demo] ROS_DOMAIN_ID={domain_id}; logs in {out}/node.log and {out}/camera.log", flush=True)
-    node_args = [
-        "-p",
-        f"weights:={weights}",
-        "-p",
-        f"device:={args.device}",
-        "-p",
-        "diagnostics_period:=0.5",
-        "-p",
-        "sparse_depth_topic:=camera/sparse_depth",
-    ]
+    node_args = param_args(
+        weights=weights,
+        device=args.device,
+        diagnostics_period=0.5,
+        sparse_depth_topic="camera/sparse_depth",
+    )
     if args.net_size:
-        node_args += ["-p", f"net_size:=[{args.net_size[0]}, {args.net_size[1]}]"]
+        node_args += param_args(net_size=args.net_size)
     elif not meaningful:
-        node_args += ["-p", "net_size:=[64, 96]"]
+        node_args += param_args(net_size=[64, 96])
     # Real relative weights: metres by an online fit to the camera's sparse depth (what a robot with a
     # sparse range sensor would do); metric weights: the model's metres. Random weights cannot be fitted.
-    node_args += ["-p", f"depth_mode:={'auto' if meaningful else 'fixed'}"]
-    camera_args = [
-        "-p",
-        f"rate:={args.rate}",
-        "-p",
-        f"width:={args.width}",
-        "-p",
-        f"height:={args.height}",
-        "-p",
-        "sparse_depth_topic:=camera/sparse_depth",
-        "-p",
-        "distinct_frames:=4",
-    ]
+    node_args += param_args(depth_mode="auto" if meaningful else "fixed")
+    camera_args = param_args(
+        rate=args.rate,
+        width=args.width,
+        height=args.height,
+        sparse_depth_topic="camera/sparse_depth",
+        distinct_frames=4,
+    )
     node = camera = probe = None
     started = time.monotonic()
     try:

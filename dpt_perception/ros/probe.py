@@ -20,6 +20,16 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
 
 
+def param_args(**params) -> list[str]:
+    """ROS arguments `-p name:=value` for each keyword, in order (lists become YAML sequences)."""
+    args: list[str] = []
+    for name, value in params.items():
+        if isinstance(value, (list, tuple)):
+            value = "[" + ", ".join(str(v) for v in value) + "]"
+        args += ["-p", f"{name}:={value}"]
+    return args
+
+
 def start_process(module: str, ros_args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
     """`python -m <module> --ros-args <ros_args>` with stdout+stderr going to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
