@@ -5,6 +5,7 @@ Tiny models on small synthetic scenes; thread counts are kept at 1-2 (shared CI 
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -161,7 +162,7 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
         "--config",
         str(cfg_path),
     ]
-    proc = subprocess.run(cmd, cwd=REPO, env=_child_env(), capture_output=True, text=True, timeout=240)
+    proc = _run_process_group(cmd, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp_state = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=True)
     assert ddp_state["world_size"] == 2 and len(ddp_state["rng"]) == 2
@@ -171,6 +172,20 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
     fresh = Trainer(TrainConfig.from_dict(config("fresh"))).model.state_dict()
     moved = max((fresh[k].float() - v.float()).abs().max().item() for k, v in ddp_state["model"].items())
     assert moved > 1e-4
+
+
+def _run_process_group(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run `cmd` in its own session; on timeout kill the whole group, so torchrun's worker
+    processes (blocked in a collective) are not left behind as orphans."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(cmd[:6])} ... did not finish in {timeout} s:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.mark.integration
