@@ -438,10 +438,12 @@ def test_fit_mode_waits_for_sparse_depth_then_publishes_fitted_metres(
 
         assert probe.spin_until(fitted, 60.0), _diag_values(probe)
         probe.spin_for(2.0)
-        depth_msg = probe.latest("/dpt/depth")
-        rel = {_stamp_key(m.header): m for _, m in probe.messages["/dpt/depth/relative_inverse"]}[
-            _stamp_key(depth_msg.header)
-        ]
+        # Both topics are best effort: compare the newest depth image whose relative twin arrived.
+        rel_by_stamp = {_stamp_key(m.header): m for _, m in probe.messages["/dpt/depth/relative_inverse"]}
+        pairs = [(m, rel_by_stamp[_stamp_key(m.header)]) for _, m in probe.messages["/dpt/depth"]
+                 if _stamp_key(m.header) in rel_by_stamp]
+        assert pairs, "no depth image with its relative-inverse twin received"
+        depth_msg, rel = pairs[-1]
         x = output_image_to_array(rel).astype(np.float64)
         np.testing.assert_allclose(output_image_to_array(depth_msg), 1.0 / (0.3 * x + 0.2), rtol=1e-3)
     finally:

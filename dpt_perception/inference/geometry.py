@@ -87,8 +87,12 @@ def intrinsics_from_p(P) -> tuple[float, float, float, float]:  # noqa: N803
     """(fx, fy, cx, cy) of the rectified camera (P matrix), as image_geometry reads them."""
     p = _matrix(P, (3, 4), "P")
     fx, fy, cx, cy = p[0, 0], p[1, 1], p[0, 2], p[1, 2]
-    if not (fx > 0 and fy > 0):
-        raise ValueError(f"P must have positive focal lengths, got fx={fx}, fy={fy} (uncalibrated camera?)")
+    if not (fx > 0 and fy > 0 and np.isfinite([fx, fy, cx, cy]).all()):
+        # NaN / Inf would not fail loudly later: they give clouds of NaN or of x = y = 0.
+        raise ValueError(
+            f"P must have positive focal lengths and a principal point, all finite; got fx={fx}, fy={fy}, "
+            f"cx={cx}, cy={cy} (uncalibrated camera?)"
+        )
     return float(fx), float(fy), float(cx), float(cy)
 
 

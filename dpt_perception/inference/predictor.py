@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -35,7 +36,11 @@ from dpt_perception.inference.preprocess import (
     preprocess_many,
 )
 
+log = logging.getLogger(__name__)
+
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# On out-of-memory a single frame is retried with the net size times this (multiples of 32, >= 32).
+OOM_SHRINK = 0.75
 LABEL_UPSAMPLING = ("nearest", "bilinear")
 METRIC_EPS = 1e-8
 
@@ -188,6 +193,8 @@ class Predictor:
         self.heads = tuple(self.config.heads)
         self._forward_takes_heads = "heads" in inspect.signature(self.model.forward).parameters
         self._lock = threading.Lock()
+        self._batch_cap: int | None = None  # most frames per forward after an out-of-memory
+        self.oom_events = 0
         self._net_size = parse_net_size(self.config.net_size)
         self.set_net_size(net_size)
         self.set_resize_rule(resize_rule)
@@ -239,9 +246,53 @@ class Predictor:
             groups.setdefault(im.shape[:2], []).append(i)
         results: list[Prediction | None] = [None] * len(checked)
         for size, indices in groups.items():
-            for idx, pred in zip(indices, self._infer_same_size([checked[i] for i in indices], size)):
+            for idx, pred in zip(indices, self._infer_degrading([checked[i] for i in indices], size)):
                 results[idx] = pred
         return results  # type: ignore[return-value]
+
+    def _infer_degrading(self, images: list[np.ndarray], size: tuple[int, int]) -> list[Prediction]:
+        """`_infer_same_size`, but an out-of-memory error degrades instead of failing: a batch is split
+        in halves (later batches are capped at the size that fit), a single frame is retried at a
+        lower network resolution (kept for later frames). Each step is logged as a warning; at the
+        smallest resolution the error is raised."""
+        cap = self._batch_cap
+        if cap is not None and len(images) > cap:
+            chunks = [images[i:i + cap] for i in range(0, len(images), cap)]
+            return [p for chunk in chunks for p in self._infer_degrading(chunk, size)]
+        try:
+            return self._infer_same_size(images, size)
+        except torch.cuda.OutOfMemoryError as exc:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            self.oom_events += 1
+            net_shape = self.net_shape_for(*size)
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+            if len(images) > 1:
+                half = (len(images) + 1) // 2
+                self._batch_cap = half if self._batch_cap is None else min(self._batch_cap, half)
+                log.warning(f"out of memory with {len(images)} frames at network input {net_shape}; "
+                            f"batches are now at most {self._batch_cap} frames ({reason})")
+                return self._infer_degrading(images[:half], size) + self._infer_degrading(images[half:], size)
+            smaller = self._smaller_net_size(size)
+            if smaller is None:
+                raise
+            old = self._net_size
+            self._net_size = smaller
+            log.warning(f"out of memory for one frame at network input {net_shape}; net_size lowered from "
+                        f"{list(old)} to {list(smaller)} (input now {self.net_shape_for(*size)}) ({reason})")
+            return self._infer_degrading(images, size)
+
+    def _smaller_net_size(self, size: tuple[int, int]) -> tuple[int, int] | None:
+        """The next net_size (x OOM_SHRINK, multiples of 32) that gives a frame of `size` a smaller
+        network input, or None when the input is already as small as it gets."""
+        current = self.net_shape_for(*size)
+        target = self._net_size
+        while target != (32, 32):
+            target = tuple(max(32, int(side * OOM_SHRINK) // 32 * 32) for side in target)
+            shape = net_input_shape(size[0], size[1], target, multiple=32, rule=self.resize_rule)
+            if shape[0] * shape[1] < current[0] * current[1]:
+                return target
+        return None
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

@@ -20,6 +20,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -86,10 +87,23 @@ def build_engine(model, backend: str, device: str, precision: str):
 class DptNode(Node):
     def __init__(self, node_name: str = "dpt_node", **kwargs):
         super().__init__(node_name, **kwargs)
+        try:
+            self._start()
+        except BaseException:
+            # Release the half-built node now, while the context is alive: leaving it to the
+            # interpreter's teardown (after rclpy shut down) crashed the process now and then.
+            worker = getattr(self, "worker", None)
+            if worker is not None:
+                worker.stop()
+            self.destroy_node()
+            raise
+
+    def _start(self) -> None:
+        """Validate parameters, load and test-run the model, then create the camera channels."""
         log = self.get_logger()
         try:
             self.settings = s = declare_parameters(self)
-        except ValueError as exc:
+        except (ValueError, ParameterException) as exc:  # e.g. a value outside its descriptor range
             raise StartupError(str(exc)) from exc
         try:
             model = load_dpt_model(s.weights, s.model)
@@ -128,16 +142,20 @@ class DptNode(Node):
         )
         several = len(s.cameras) > 1
         for camera in s.cameras:
-            channel = CameraChannel(
-                self,
-                camera,
-                s,
-                several,
-                self.predictor.has_depth,
-                self.predictor.has_labels,
-                self._on_image,
-                use_sparse=self.depth_mode == "fit",
-            )
+            try:
+                channel = CameraChannel(
+                    self,
+                    camera,
+                    s,
+                    several,
+                    self.predictor.has_depth,
+                    self.predictor.has_labels,
+                    self._on_image,
+                    use_sparse=self.depth_mode == "fit",
+                )
+            except Exception as exc:  # an invalid topic name from the parameters (rclpy / rcl errors)
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise StartupError(f"camera {camera!r}: cannot create its topics: {reason}") from exc
             self.channels[channel.key] = channel
             self.depth[channel.key] = CameraDepth(self.depth_mode, s.depth_scale, s.depth_shift)
         self.class_table_pub = None
@@ -264,10 +282,16 @@ class DptNode(Node):
                 )
         if needs.points and metric is not None and scaled_info is not None:
             colour = rgb if (s.points_color == "image" or labels is None) else self.palette[labels]
-            cloud = outputs.point_cloud(
-                self.projector, metric, outputs.projection_matrix(scaled_info), colour, labels, header
-            )
-            channel.points_pub.publish(cloud)
+            try:
+                cloud = outputs.point_cloud(
+                    self.projector, metric, outputs.projection_matrix(scaled_info), colour, labels, header
+                )
+            except ValueError as exc:  # unusable intrinsics: skip the cloud, keep depth and labels
+                self.get_logger().warning(
+                    f"{channel.key}: no point cloud from this CameraInfo: {exc}", throttle_duration_sec=5.0
+                )
+            else:
+                channel.points_pub.publish(cloud)
 
     def _feed_sparse(
         self, channel: CameraChannel, converter: CameraDepth, header, relative: np.ndarray
@@ -297,6 +321,7 @@ class DptNode(Node):
             "net_size (HxW)": "x".join(map(str, self.predictor.net_size)),
             "depth mode": self.depth_mode,
             "worker errors": str(worker.errors),
+            "out-of-memory fallbacks": str(getattr(self.predictor, "oom_events", 0)),
         }
         for key, channel in self.channels.items():
             stats = channel.stats.snapshot()

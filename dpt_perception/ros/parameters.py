@@ -8,9 +8,14 @@ in the node's on-set-parameters callback (`validate_runtime_change`).
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.expand_topic_name import expand_topic_name
+from rclpy.validate_full_topic_name import validate_full_topic_name
+from rclpy.validate_namespace import validate_namespace
 
 DEPTH_MODES = ("auto", "model", "fixed", "fit")
 DEVICES_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N"
@@ -244,8 +249,37 @@ def declare_parameters(node) -> Settings:
     return settings
 
 
+def _name_problem(kind: str, text: str) -> str | None:
+    """Why `text` is not a valid ROS topic name / namespace (the first line of rclpy's reason)."""
+    try:
+        if kind == "namespace":
+            validate_namespace("/" + text.strip("/") if text.strip("/") else "/")
+            if "//" in text:
+                return "namespace must not contain repeated '/'"
+        else:
+            validate_full_topic_name(expand_topic_name(text, "dpt_node", "/"))
+    except Exception as exc:  # rclpy raises NameValidationException or ValueError/RCLError
+        reason = str(exc).strip().splitlines()[0].rstrip(":")
+        return re.sub(r", at /\S+:\d+$", "", reason)  # drop rcl's C source location
+    return None
+
+
 def validate_value(name: str, value) -> str | None:
     """None when `value` is acceptable for parameter `name`, else the reason it is not."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{name} must be a finite number, got {value}"
+    if name in ("image_topic", "camera_info_topic", "sparse_depth_topic", "output_namespace"):
+        if name in ("sparse_depth_topic", "output_namespace") and not value:
+            return None
+        # Output topics are <output_namespace>/depth etc.: check a full name built from it.
+        full = value.rstrip("/") + "/depth" if name == "output_namespace" else value
+        problem = _name_problem("topic", full)
+        return None if problem is None else f"{name} {value!r} is not a valid ROS name: {problem}"
+    if name == "cameras":
+        for camera in value:
+            problem = _name_problem("namespace", camera)
+            if problem is not None:
+                return f"cameras entry {camera!r} is not a valid ROS namespace: {problem}"
     if name == "net_size":
         sizes = list(value)
         if tuple(sizes) == MODEL_NET_SIZE:

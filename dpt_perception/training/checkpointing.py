@@ -24,6 +24,9 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to ``path`` atomically (temp file + fsync + os.replace + dir fsync)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Temp files of a process killed while writing (SIGKILL, power loss) would pile up: drop them.
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -33,9 +33,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return dict(load_file(str(path), device="cpu"))
+        try:
+            return dict(load_file(str(path), device="cpu"))
+        except (SafetensorError, OSError) as exc:  # truncated, empty or not a safetensors file
+            raise CheckpointError(f"cannot read {path} as a safetensors file: {exc}") from exc
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # re-raised with the file name

@@ -46,6 +46,11 @@ def load_model(path_or_name: str | Path, preset: str | None = None, strict: bool
         return load_hf(path, strict=strict)
     if is_native(path):
         return load_native(path, strict=strict)
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path} is a directory but not an HF checkpoint (needs config.json and model.safetensors or "
+            f"pytorch_model.bin)"
+        )
     if not path.is_file():
         raise CheckpointError(
             f"{path}: no such checkpoint file/directory, and not a preset name (presets: {sorted(PRESETS)})"

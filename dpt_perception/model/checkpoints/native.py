@@ -46,13 +46,21 @@ def load_native(path: str | Path, strict: bool = True) -> DPT:
     config_path, weights = base.with_suffix(".json"), base.with_suffix(".safetensors")
     if not config_path.is_file() or not weights.is_file():
         raise CheckpointError(f"our format needs both {weights} and {config_path}")
-    meta = json.loads(config_path.read_text())
-    if meta.get("format") != FORMAT_NAME or "config" not in meta:
+    try:
+        meta = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"cannot read {config_path} as JSON: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME or "config" not in meta:
         raise CheckpointError(f"{config_path} is not a {FORMAT_NAME} config (no 'format'/'config' keys)")
-    if int(meta.get("version", 0)) > FORMAT_VERSION:
+    version = meta.get("version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{config_path} has format version {meta['version']}, newer than this code ({FORMAT_VERSION})"
+            f"{config_path} has format version {version!r}, expected an integer <= {FORMAT_VERSION}"
         )
-    model = DPT(DPTConfig.from_dict(meta["config"]))
+    try:
+        config = DPTConfig.from_dict(meta["config"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{config_path}: invalid model config: {exc}") from exc
+    model = DPT(config)
     load_state_dict_checked(model, read_state_dict(weights), str(weights), strict=strict)
     return model.eval()

@@ -1,0 +1,153 @@
+"""CameraInfo missing, late, of another size, or unusable, over real DDS into a dpt_node process.
+
+Depth and labels must keep flowing in every phase; the point cloud uses the intrinsics scaled to the
+image size when the CameraInfo describes another resolution, and is skipped with a throttled
+warning saying why when there is no CameraInfo or it has no usable focal lengths. Skipping the
+cloud is not a bad frame: the frame still counts as processed on /diagnostics.
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.sh)")
+torch = pytest.importorskip("torch")
+pytest.importorskip("dpt_perception.msg", reason="messages not built (run scripts/setup.sh)")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+
+from dpt_perception.model import DPT, DPTConfig  # noqa: E402
+from dpt_perception.model.checkpoints import save_model  # noqa: E402
+from dpt_perception.ros.image_conversion import output_image_to_array, rgb8_to_image  # noqa: E402
+from dpt_perception.ros.pointcloud2 import cloud_to_arrays  # noqa: E402
+from dpt_perception.ros.probe import OutputProbe, start_process, stop_process  # noqa: E402
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+H, W = 48, 64
+
+
+def _info(height, width, fx, fy, cx, cy):
+    info = CameraInfo(height=height, width=width, distortion_model="plumb_bob")
+    info.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    info.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+def _diag(probe):
+    for _, array in reversed(probe.messages.get("/diagnostics") or []):
+        for status in array.status:
+            if status.name.startswith("info_node:"):
+                return {kv.key: kv.value for kv in status.values}
+    return {}
+
+
+def test_camera_info_missing_late_resized_and_unusable(ros_env, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    save_model(DPT(DPTConfig.tiny(num_classes=3, net_size=[64, 64])).eval(), tmp_path / "tiny")
+    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
+        monkeypatch.setenv(key, ros_env[key])
+    node = probe = None
+    log = tmp_path / "node.log"
+    try:
+        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]), name="info_probe")
+        probe.subscribe("/diagnostics", DiagnosticArray, 10)
+        outputs = {"/dpt/depth": Image, "/dpt/labels": Image, "/dpt/points": PointCloud2}
+        for topic, msg_type in outputs.items():
+            probe.subscribe(topic, msg_type, qos_profile_sensor_data)
+        node = start_process(
+            "dpt_perception.ros.node",
+            [
+                "-r",
+                "__node:=info_node",
+                "-p",
+                f"weights:={tmp_path / 'tiny.safetensors'}",
+                "-p",
+                "net_size:=[64, 64]",
+                "-p",
+                "depth_mode:=fixed",
+                "-p",
+                "diagnostics_period:=0.3",
+            ],
+            ros_env,
+            log,
+        )
+        image_pub = probe.node.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
+        info_pub = probe.node.create_publisher(CameraInfo, "/camera/camera_info", qos_profile_sensor_data)
+        rgb = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+        frame = rgb8_to_image(rgb)
+        frame.header.frame_id = "cam"
+        stamp = [0]
+
+        def stream(seconds, info=None):
+            """Publish frames (and the CameraInfo, same stamp) at ~10 Hz; returns outputs by topic."""
+            counts = {t: probe.count(t) for t in outputs}
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                stamp[0] += 1
+                frame.header.stamp.sec = stamp[0]
+                if info is not None:
+                    info.header = frame.header
+                    info_pub.publish(info)
+                    probe.spin_for(0.01)
+                image_pub.publish(frame)
+                probe.spin_for(0.1)
+            return {t: probe.count(t) - counts[t] for t in outputs}
+
+        assert probe.spin_until(lambda: image_pub.get_subscription_count() > 0 and _diag(probe), 90.0), (
+            log.read_text(errors="replace")[-3000:]
+        )
+        probe.spin_for(1.0)  # the node sees our output subscriptions
+
+        # 1. No CameraInfo at all: depth and labels flow, no cloud, a throttled warning says why.
+        started = time.monotonic()
+        got = stream(6.0)
+        assert got["/dpt/depth"] >= 5 and got["/dpt/labels"] >= 5 and got["/dpt/points"] == 0, got
+        text = log.read_text(errors="replace")
+        warnings = text.count("no CameraInfo received yet")
+        assert 1 <= warnings <= (time.monotonic() - started) / 5.0 + 2, warnings
+
+        # 2. CameraInfo arrives late, calibrated at twice the image size: the cloud uses K / 2.
+        fx, fy, cx, cy = 120.0, 110.0, 63.5, 47.5
+        got = stream(4.0, _info(2 * H, 2 * W, fx, fy, cx, cy))
+        assert got["/dpt/points"] >= 3 and got["/dpt/depth"] >= 3, got
+        cloud, depth_msg = probe.latest("/dpt/points"), None
+        for _, m in reversed(probe.messages["/dpt/depth"]):
+            if m.header.stamp.sec == cloud.header.stamp.sec:
+                depth_msg = m
+                break
+        assert depth_msg is not None
+        depth = output_image_to_array(depth_msg).astype(np.float64)
+        z = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)  # REP 117: +Inf "too far" = no point
+        assert np.isfinite(z).any()
+        fields = cloud_to_arrays(cloud)
+        v, u = np.mgrid[0:H, 0:W]
+        np.testing.assert_allclose(fields["z"], z, rtol=1e-6, equal_nan=True)
+        np.testing.assert_allclose(
+            fields["x"], (u - cx / 2) / (fx / 2) * z, rtol=1e-4, atol=1e-6, equal_nan=True
+        )
+        np.testing.assert_allclose(
+            fields["y"], (v - cy / 2) / (fy / 2) * z, rtol=1e-4, atol=1e-6, equal_nan=True
+        )
+
+        # 3./4. Unusable CameraInfo (uncalibrated zeros, then NaN focal length): still depth and
+        # labels, and frames still count as processed; the cloud is skipped with a reason.
+        for bad in (_info(H, W, 0.0, 0.0, 0.0, 0.0), _info(H, W, float("nan"), 100.0, 32.0, 24.0)):
+            probe.spin_for(0.7)
+            before = int(_diag(probe).get("frames processed", 0))
+            stream(1.0, bad)  # let the bad CameraInfo replace the good one
+            points_before = probe.count("/dpt/points")
+            got = stream(4.0, bad)
+            assert got["/dpt/depth"] >= 3 and got["/dpt/labels"] >= 3, got
+            assert probe.count("/dpt/points") - points_before <= 1, "a cloud from unusable intrinsics"
+            probe.spin_for(0.7)
+            assert int(_diag(probe).get("frames processed", 0)) >= before + 3, _diag(probe)
+        text = log.read_text(errors="replace")
+        assert "Traceback" not in text and node.poll() is None
+        assert "focal" in text.lower() or "calibrat" in text.lower(), text[-3000:]
+    finally:
+        stop_process(node)
+        if probe is not None:
+            probe.close()

@@ -1,0 +1,311 @@
+"""Resource faults and runtime reconfiguration.
+
+- GPU out-of-memory during inference (simulated on any machine: the model's forward raises
+  `torch.OutOfMemoryError` above a pixel budget, exactly what the CUDA caching allocator raises):
+  the Predictor splits the batch, then lowers the network resolution, warns, keeps serving, and
+  remembers the limit so later frames do not hit it again.
+- Parameter changes while frames flow through a dpt_node process over real DDS: hundreds of
+  SetParameters calls (valid and invalid) never crash or deadlock the node, every call gets an
+  answer, and outputs keep coming with the last accepted settings.
+"""
+
+import logging
+import random
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from dpt_perception.inference.predictor import Predictor  # noqa: E402
+from dpt_perception.model import DPT, DPTConfig  # noqa: E402
+
+
+def _model():
+    torch.manual_seed(0)
+    return DPT(DPTConfig.tiny(num_classes=4, net_size=[64, 64])).eval()
+
+
+def _limited(model, budget_pixels: int, calls: list):
+    """Make `model.forward` raise OutOfMemoryError when batch * height * width > budget."""
+    real = model.forward
+
+    def forward(pixel_values, **kwargs):  # kwargs: e.g. `heads`, when the model's forward takes it
+        b, _, h, w = pixel_values.shape
+        calls.append((b, h, w))
+        if b * h * w > budget_pixels:
+            raise torch.OutOfMemoryError(
+                f"CUDA out of memory. Tried to allocate {b * h * w * 4096} bytes (simulated for {b}x{h}x{w})"
+            )
+        return real(pixel_values, **kwargs)
+
+    model.forward = forward
+    return model
+
+
+def _frames(n, h=48, w=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_oom_on_a_batch_splits_it_and_remembers_the_limit(caplog):
+    torch.set_num_threads(1)
+    frames = _frames(4)
+    reference = Predictor(_model(), device="cpu", net_size=64).infer_batch(frames)
+    calls = []
+    predictor = Predictor(_limited(_model(), 2 * 64 * 64, calls), device="cpu", net_size=64)
+    with caplog.at_level(logging.WARNING):
+        got = predictor.infer_batch(frames)
+    assert calls[0] == (4, 64, 64) and all(b <= 2 for b, _, _ in calls[1:])
+    for ref, out in zip(reference, got):
+        np.testing.assert_allclose(out.depth, ref.depth, rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(out.labels, ref.labels)
+    assert any("out of memory" in r.getMessage().lower() for r in caplog.records), caplog.text
+    calls.clear()
+    predictor.infer_batch(frames)  # the limit is remembered: no second failing forward
+    assert calls and all(b <= 2 for b, _, _ in calls), calls
+
+
+def test_oom_on_one_frame_lowers_the_resolution_and_keeps_serving(caplog):
+    torch.set_num_threads(1)
+    calls = []
+    predictor = Predictor(_limited(_model(), 48 * 48, calls), device="cpu", net_size=96)
+    frame = _frames(1, 96, 96)[0]
+    with caplog.at_level(logging.WARNING):
+        out = predictor.infer_image(frame)
+    assert out.depth.shape == (96, 96) and out.labels.shape == (96, 96)
+    h, w = out.net_shape
+    assert h * w <= 48 * 48 and h % 32 == 0 and w % 32 == 0
+    assert predictor.net_size[0] * predictor.net_size[1] < 96 * 96
+    messages = " ".join(r.getMessage() for r in caplog.records).lower()
+    assert "out of memory" in messages and "net" in messages, messages
+    # The result equals an unconstrained predictor at the lowered size.
+    expected = Predictor(_model(), device="cpu", net_size=predictor.net_size).infer_image(frame)
+    np.testing.assert_allclose(out.depth, expected.depth, rtol=1e-4, atol=1e-6)
+    calls.clear()
+    predictor.infer_image(frame)
+    assert len(calls) == 1 and calls[0][1] * calls[0][2] <= 48 * 48
+
+
+def test_oom_at_the_smallest_resolution_is_raised_not_looped():
+    calls = []
+    predictor = Predictor(_limited(_model(), 0, calls), device="cpu", net_size=64)
+    with pytest.raises(torch.OutOfMemoryError):
+        predictor.infer_image(_frames(1)[0])
+    assert len(calls) < 10, f"{len(calls)} attempts"
+
+
+def test_other_runtime_errors_are_not_mistaken_for_oom():
+    model = _model()
+
+    def broken(pixel_values):
+        raise RuntimeError("shape mismatch somewhere")
+
+    model.forward = broken
+    predictor = Predictor(model, device="cpu", net_size=64)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        predictor.infer_image(_frames(1)[0])
+    assert predictor.net_size == (64, 64)
+
+
+# ---- parameter changes during traffic, over real DDS --------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_parameter_hammering_while_frames_flow(ros_env, tmp_path, monkeypatch):
+    pytest.importorskip("rclpy", reason="rclpy is not installed")
+    pytest.importorskip("dpt_perception.msg", reason="messages not built (run scripts/setup.sh)")
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import GetParameters, SetParameters
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image, PointCloud2
+
+    from dpt_perception.model.checkpoints import save_model
+    from dpt_perception.ros.probe import OutputProbe, start_process, stop_process
+
+    save_model(_model(), tmp_path / "tiny")
+    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
+        monkeypatch.setenv(key, ros_env[key])
+    rng = random.Random(1234)
+    node = camera = probe = None
+
+    def value(v):
+        if isinstance(v, list):
+            return ParameterValue(type=ParameterType.PARAMETER_INTEGER_ARRAY, integer_array_value=v)
+        if isinstance(v, str):
+            return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=v)
+        if isinstance(v, int):
+            return ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=v)
+        return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(v))
+
+    good = {
+        "net_size": [[32, 32], [64, 64], [64, 96], [96, 64], [0, 0]],
+        "depth_scale": [0.5, 1.0, 3.0],
+        "depth_shift": [0.0, 0.2, -0.01],
+        "points_decimation": [1, 2, 4],
+        "points_max_range": [0.0, 2.0, 50.0],
+        "labels_blend": [0.0, 0.5, 1.0],
+        "points_color": ["image", "labels"],
+        "max_depth": [0.0, 10.0],
+    }
+    bad = {
+        "net_size": [[33, 64], [64], [0, 64]],
+        "depth_scale": [0.0, -1.0, float("nan")],
+        "points_decimation": [0, 1000],
+        "labels_blend": [2.0],
+        "points_color": ["plaid"],
+        "weights": ["other.safetensors"],
+    }
+    try:
+        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]), name="hammer_probe")
+        probe.subscribe("/diagnostics", DiagnosticArray, 10)
+        for topic, msg_type in (
+            ("/dpt/depth", Image),
+            ("/dpt/labels/color", Image),
+            ("/dpt/points", PointCloud2),
+        ):
+            probe.subscribe(topic, msg_type, qos_profile_sensor_data)
+        node = start_process(
+            "dpt_perception.ros.node",
+            [
+                "-r",
+                "__node:=hammered",
+                "-p",
+                f"weights:={tmp_path / 'tiny.safetensors'}",
+                "-p",
+                "net_size:=[64, 64]",
+                "-p",
+                "depth_mode:=fixed",
+                "-p",
+                "diagnostics_period:=0.3",
+                "-p",
+                "max_batch:=2",
+            ],
+            ros_env,
+            tmp_path / "node.log",
+        )
+        camera = start_process(
+            "dpt_perception.ros.camera_publisher",
+            ["-p", "rate:=20.0", "-p", "width:=96", "-p", "height:=72", "-p", "distinct_frames:=2"],
+            ros_env,
+            tmp_path / "camera.log",
+        )
+        log = tmp_path / "node.log"
+        assert probe.spin_until(lambda: probe.count("/dpt/points") >= 2, 90.0), log.read_text()[-3000:]
+        set_client = probe.node.create_client(SetParameters, "/hammered/set_parameters")
+        get_client = probe.node.create_client(GetParameters, "/hammered/get_parameters")
+        assert probe.spin_until(set_client.service_is_ready, 15.0)
+        last_good: dict = {}
+        answered = rejected = 0
+        for i in range(240):
+            request = SetParameters.Request()
+            for _ in range(rng.randint(1, 3)):
+                table = bad if rng.random() < 0.3 else good
+                name = rng.choice(sorted(table))
+                v = rng.choice(table[name])
+                request.parameters.append(Parameter(name=name, value=value(v)))
+            future = set_client.call_async(request)
+            assert probe.spin_until(future.done, 20.0), f"SetParameters call {i} got no answer (deadlock?)"
+            answered += 1
+            for param, result in zip(request.parameters, future.result().results):
+                if result.successful:
+                    last_good[param.name] = param.value
+                else:
+                    rejected += 1
+                    assert result.reason, f"rejection without a reason for {param.name}"
+            if i % 20 == 0:
+                probe.spin_for(0.05)
+        assert rejected > 0 and node.poll() is None
+        # Outputs keep flowing after the storm, and the node reports the last accepted settings.
+        before = probe.count("/dpt/depth")
+        assert probe.spin_until(lambda: probe.count("/dpt/depth") >= before + 3, 60.0), log.read_text()[
+            -3000:
+        ]
+        request = GetParameters.Request(names=sorted(last_good))
+        future = get_client.call_async(request)
+        assert probe.spin_until(future.done, 20.0)
+        for name, got in zip(request.names, future.result().values):
+            want = last_good[name]
+            assert got.type == want.type and (
+                list(got.integer_array_value) == list(want.integer_array_value)
+                and got.double_value == want.double_value
+                and got.string_value == want.string_value
+                and got.integer_value == want.integer_value
+            ), f"{name}: node has {got}, last accepted {want}"
+        text = log.read_text(errors="replace")
+        assert "Traceback" not in text and "inference failed" not in text, text[-3000:]
+        assert answered == 240 and node.poll() is None
+    finally:
+        stop_process(camera)
+        stop_process(node)
+        if probe is not None:
+            probe.close()
+
+
+def test_node_keeps_serving_through_a_simulated_oom(tmp_path, caplog):
+    """The node's own inference path (decode -> Predictor batch -> publish), in process: a forward
+    that runs out of memory at the configured resolution lowers it, outputs keep coming, and
+    /diagnostics reports the fallback."""
+    rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed")
+    pytest.importorskip("dpt_perception.msg", reason="messages not built (run scripts/setup.sh)")
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image
+
+    from dpt_perception.inference.scheduling import GatheredFrame
+    from dpt_perception.model.checkpoints import save_model
+    from dpt_perception.ros.image_conversion import rgb8_to_image
+    from dpt_perception.ros.node import DptNode
+
+    torch.set_num_threads(1)
+    save_model(_model(), tmp_path / "tiny")
+    context = Context()
+    rclpy.init(context=context, domain_id=random.Random().randint(1, 101))
+    node = None
+    try:
+        node = DptNode(
+            "oom_node",
+            context=context,
+            parameter_overrides=[
+                Parameter("weights", value=str(tmp_path / "tiny.safetensors")),
+                Parameter("net_size", value=[96, 96]),
+                Parameter("depth_mode", value="fixed"),
+            ],
+        )
+        node.worker.stop()  # drive the worker's batch function directly, deterministically
+        received = []
+        node.create_subscription(Image, "dpt/depth", received.append, 10)
+        calls = []
+        _limited(node.predictor.model, 64 * 64, calls)
+        frame = rgb8_to_image(_frames(1, 96, 96)[0])
+        key = next(iter(node.channels))
+        with caplog.at_level(logging.WARNING):
+            for i in range(3):
+                frame.header.stamp.sec = i + 1
+                node._process_batch([GatheredFrame(key, (frame, 0.0), 0.0)])
+        stats = node.channels[key].stats.snapshot()
+        assert stats["processed"] == 3 and stats["errors"] == 0, stats
+        net = node.predictor.net_size
+        assert net[0] * net[1] <= 64 * 64, net
+        assert node.predictor.oom_events == 1 and len(calls) == 4, calls  # one failure, then the lower size
+        assert any("out of memory" in r.getMessage() for r in caplog.records), caplog.text
+        diagnostics = []
+        node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        for _ in range(50):  # the fallback is visible to operators
+            node._publish_diagnostics()
+            executor.spin_once(timeout_sec=0.1)
+            if diagnostics:
+                break
+        values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
+        assert values["out-of-memory fallbacks"] == "1" and values["worker errors"] == "0", values
+        executor.shutdown()
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
