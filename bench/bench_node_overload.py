@@ -30,7 +30,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from dpt_perception.ros.probe import OutputProbe, param_args, start_process, stop_process  # noqa: E402
+from dpt_perception.ros.probe import OutputProbe, param_args, private_ros_env, start_process, stop_process  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -73,16 +73,7 @@ def main(argv=None) -> int:
         tmp / "model",
     )
     domain = random.Random().randint(1, 101)
-    env = dict(
-        os.environ,
-        ROS_DOMAIN_ID=str(domain),
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        PYTHONUNBUFFERED="1",
-    )
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_images.xml"))
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
-        os.environ[key] = env[key]
+    env = private_ros_env(domain)
     node = camera = probe = None
     try:
         probe = OutputProbe(domain_id=domain, name="overload_probe")

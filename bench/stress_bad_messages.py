@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
 import struct
 import sys
@@ -270,24 +269,14 @@ def main(argv=None) -> int:
     from dpt_perception.model.checkpoints import load_model, save_model
     from dpt_perception.ros.image_conversion import output_image_to_array, rgb8_to_compressed, rgb8_to_image
     from dpt_perception.ros.pointcloud2 import cloud_to_arrays
-    from dpt_perception.ros.probe import OutputProbe, start_process, stop_process
+    from dpt_perception.ros.probe import OutputProbe, private_ros_env, start_process, stop_process
 
     tmp = Path(tempfile.mkdtemp(prefix="dpt_stress_bad_"))
     torch.manual_seed(args.seed)
     save_model(DPT(DPTConfig.tiny(num_classes=5, net_size=[64, 64])).eval(), tmp / "tiny")
     weights = tmp / "tiny.safetensors"
-    domain = int(os.environ.get("ROS_DOMAIN_ID") or random.Random().randint(1, 101))
-    env = dict(
-        os.environ,
-        ROS_DOMAIN_ID=str(domain),
-        ROS_AUTOMATIC_DISCOVERY_RANGE=os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
-        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        PYTHONUNBUFFERED="1",
-    )
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_images.xml"))
-    env.setdefault("ROS_LOG_DIR", str(tmp / "ros_logs"))
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
-        os.environ[key] = env[key]
+    env = private_ros_env(log_dir=tmp / "ros_logs")
+    domain = int(env["ROS_DOMAIN_ID"])
 
     common = [
         "-p",

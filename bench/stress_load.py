@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
 import sys
 import tempfile
@@ -116,23 +115,13 @@ def main(argv=None) -> int:
 
     from dpt_perception.model import DPT, DPTConfig
     from dpt_perception.model.checkpoints import save_model
-    from dpt_perception.ros.probe import OutputProbe, start_process, stop_process
+    from dpt_perception.ros.probe import OutputProbe, private_ros_env, start_process, stop_process
 
     tmp = Path(tempfile.mkdtemp(prefix="dpt_stress_load_"))
     torch.manual_seed(0)
     save_model(DPT(DPTConfig.tiny(num_classes=5, net_size=list(args.net_size))).eval(), tmp / "tiny")
-    domain = int(os.environ.get("ROS_DOMAIN_ID") or random.Random().randint(1, 101))
-    env = dict(
-        os.environ,
-        ROS_DOMAIN_ID=str(domain),
-        ROS_AUTOMATIC_DISCOVERY_RANGE=os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
-        PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        PYTHONUNBUFFERED="1",
-    )
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_images.xml"))
-    env.setdefault("ROS_LOG_DIR", str(tmp / "ros_logs"))
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
-        os.environ[key] = env[key]
+    env = private_ros_env(log_dir=tmp / "ros_logs")
+    domain = int(env["ROS_DOMAIN_ID"])
     names = [f"cam{i}" for i in range(args.cameras)]
     cameras_param = "[" + ", ".join(f"'/{n}'" for n in names) + "]"
     several = args.cameras > 1

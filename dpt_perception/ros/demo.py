@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
@@ -38,9 +37,8 @@ from dpt_perception.inference.geometry import unpack_rgb_float
 from dpt_perception.ros.image_conversion import image_to_rgb8, output_image_to_array
 from dpt_perception.ros.ply import write_ply
 from dpt_perception.ros.pointcloud2 import cloud_to_arrays
-from dpt_perception.ros.probe import OutputProbe, param_args, start_process, stop_process
+from dpt_perception.ros.probe import OutputProbe, param_args, private_ros_env, start_process, stop_process
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OFFICIAL = "dpt_hybrid_nyu"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DEMO_WEIGHTS = PACKAGE_DIR / "data" / "demo_weights" / "dpt_demo_synthetic.safetensors"
@@ -80,16 +78,6 @@ def choose_weights(requested: str | None, out: Path) -> tuple[str, bool, str]:
         f"(download real weights with `python -m dpt_perception.inference.weights download "
         f"{DEFAULT_OFFICIAL}` or pass --weights)",
     )
-
-
-def _ros_env(domain_id: int) -> dict:
-    env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(domain_id)
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO_ROOT / "config" / "fastdds_images.xml"))
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def _latency_stats(probe: OutputProbe, topic: str) -> dict | None:
@@ -161,13 +149,7 @@ def run(args) -> int:
     weights, meaningful, why = choose_weights(args.weights, out)
     print(f"[demo] weights: {why}", flush=True)
     domain_id = args.domain_id if args.domain_id is not None else random.Random().randint(1, 101)
-    env = _ros_env(domain_id)
-    os.environ.update(
-        {
-            k: env[k]
-            for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")
-        }
-    )
+    env = private_ros_env(domain_id)
     print(f"[demo] ROS_DOMAIN_ID={domain_id}; logs in {out}/node.log and {out}/camera.log", flush=True)
     node_args = param_args(
         weights=weights,

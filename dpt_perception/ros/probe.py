@@ -7,6 +7,7 @@ private rclpy context (its own domain id), so it never disturbs a global `rclpy.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -18,6 +19,42 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile
+
+# The source tree (or site-packages) holding this package: first on the children's PYTHONPATH.
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+_DDS_KEYS = ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")
+
+
+def fastdds_profile() -> Path | None:
+    """The package's Fast DDS image profile: in the source tree, else in the installed share dir."""
+    candidate = PACKAGE_PARENT / "config" / "fastdds_images.xml"
+    if candidate.is_file():
+        return candidate
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidate = Path(get_package_share_directory("dpt_perception")) / "config" / "fastdds_images.xml"
+    except (ImportError, LookupError):
+        return None
+    return candidate if candidate.is_file() else None
+
+
+def private_ros_env(domain_id: int | None = None, log_dir: Path | None = None) -> dict:
+    """Environment for child ROS processes on a private DDS domain (random when not given),
+    localhost discovery and the package's Fast DDS image profile (unless already set). The DDS
+    variables are applied to this process too, so an in-process OutputProbe joins the same domain."""
+    if domain_id is None:
+        domain_id = int(os.environ.get("ROS_DOMAIN_ID") or random.Random().randint(1, 101))
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1")
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    profile = fastdds_profile()
+    if profile is not None:
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_PARENT), os.environ.get("PYTHONPATH", "")])
+    if log_dir is not None:
+        env.setdefault("ROS_LOG_DIR", str(log_dir))
+    os.environ.update({key: env[key] for key in _DDS_KEYS if key in env})
+    return env
 
 
 def param_args(**params) -> list[str]:
