@@ -12,6 +12,7 @@ and exit status 1 (see `main`).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -377,7 +378,11 @@ def main(argv=None) -> int:
             message = f"dpt_node failed to start: {exc}"
             rclpy.logging.get_logger("dpt_node").fatal(message)
             print(message, file=sys.stderr, flush=True)
-            return 1
+            sys.stdout.flush()
+            # Exit now, skipping interpreter teardown: after some failed loads (e.g. a truncated
+            # weights file) that teardown (rclpy/torch/safetensors finalisers) occasionally died
+            # with SIGSEGV, turning a clean "exit 1 with the reason" into a crash.
+            os._exit(1)
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
