@@ -30,22 +30,15 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from dpt_perception.ros.probe import OutputProbe, param_args, private_ros_env, start_process, stop_process  # noqa: E402
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-def diag_values(probe: OutputProbe) -> dict:
-    for _, array in reversed(probe.messages.get("/diagnostics") or []):
-        for status in array.status:
-            if status.name.startswith("dpt_node"):
-                return {kv.key: kv.value for kv in status.values}
-    return {}
+from dpt_perception.ros.probe import (  # noqa: E402
+    OutputProbe,
+    param_args,
+    private_ros_env,
+    process_rss_mib,
+    start_process,
+    status_values,
+    stop_process,
+)
 
 
 def main(argv=None) -> int:
@@ -109,13 +102,13 @@ def main(argv=None) -> int:
         probe.spin_for(args.warmup)
         for topic in probe.messages:
             probe.messages[topic].clear()
-        start_diag = diag_values(probe)
+        start_diag = status_values(probe.latest_status("dpt_node"))
         rss = []
         end = time.monotonic() + args.seconds
         while time.monotonic() < end:
-            rss.append(rss_mib(node.pid))
+            rss.append(process_rss_mib(node.pid))
             probe.spin_for(1.0)
-        diag = diag_values(probe)
+        diag = status_values(probe.latest_status("dpt_node"))
         got = probe.messages["/dpt/depth"]
         receive = np.array([t for t, _ in got])
         stamps = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _, m in got])

@@ -212,24 +212,6 @@ class BadMessageFactory:
         return info
 
 
-def diag_values(probe, node_name: str) -> dict:
-    for _, array in reversed(probe.messages.get("/diagnostics") or []):
-        for status in array.status:
-            if status.name.startswith(f"{node_name}:"):
-                return {kv.key: kv.value for kv in status.values}
-    return {}
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Send malformed Image/CompressedImage/CameraInfo messages over real DDS into two "
@@ -269,7 +251,14 @@ def main(argv=None) -> int:
     from dpt_perception.model.checkpoints import load_model, save_model
     from dpt_perception.ros.image_conversion import output_image_to_array, rgb8_to_compressed, rgb8_to_image
     from dpt_perception.ros.pointcloud2 import cloud_to_arrays
-    from dpt_perception.ros.probe import OutputProbe, private_ros_env, start_process, stop_process
+    from dpt_perception.ros.probe import (
+        OutputProbe,
+        private_ros_env,
+        process_rss_mib,
+        start_process,
+        status_values,
+        stop_process,
+    )
 
     tmp = Path(tempfile.mkdtemp(prefix="dpt_stress_bad_"))
     torch.manual_seed(args.seed)
@@ -348,7 +337,7 @@ def main(argv=None) -> int:
 
         def subscribed() -> bool:
             return all(pub.get_subscription_count() > 0 for pair in pubs.values() for pub in pair) and all(
-                diag_values(probe, s["name"]) for s in setups.values()
+                status_values(probe.latest_status(s["name"] + ":")) for s in setups.values()
             )
 
         if not probe.spin_until(subscribed, args.timeout):
@@ -360,7 +349,7 @@ def main(argv=None) -> int:
             return 1
         # The nodes skip frames nobody wants: wait until they see our output subscriptions.
         probe.spin_for(1.0)
-        rss_before = {k: rss_mib(p.pid) for k, p in procs.items()}
+        rss_before = {k: process_rss_mib(p.pid) for k, p in procs.items()}
 
         factory = BadMessageFactory(args.seed, args.max_side)
         period = 1.0 / args.rate
@@ -473,7 +462,7 @@ def main(argv=None) -> int:
         )
         print("kinds sent: " + ", ".join(f"{k} {v}" for k, v in sorted(factory.made.items())))
         for key, s in setups.items():
-            d = diag_values(probe, s["name"])
+            d = status_values(probe.latest_status(s["name"] + ":"))
             log = (tmp / f"node_{key}.log").read_text(errors="replace")
             received = int(d.get("frames received", -1))
             processed = int(d.get("frames processed", -1))
@@ -485,7 +474,7 @@ def main(argv=None) -> int:
             tracebacks = log.count("Traceback")
             elapsed = time.monotonic() - t_start
             alive = procs[key].poll() is None
-            rss_after = rss_mib(procs[key].pid)
+            rss_after = process_rss_mib(procs[key].pid)
             print(
                 f"[{key}] sent {sent[key]} + {good_sent.get(key, 0)} good, node received {received}: "
                 f"processed {processed}, "

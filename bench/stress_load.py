@@ -38,16 +38,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
-
-
 def camera_diagnostics(probe, node_name: str) -> dict[str, dict]:
     """Newest diagnostics values per camera key of `node_name`."""
     out: dict[str, dict] = {}
@@ -115,7 +105,13 @@ def main(argv=None) -> int:
 
     from dpt_perception.model import DPT, DPTConfig
     from dpt_perception.model.checkpoints import save_model
-    from dpt_perception.ros.probe import OutputProbe, private_ros_env, start_process, stop_process
+    from dpt_perception.ros.probe import (
+        OutputProbe,
+        private_ros_env,
+        process_rss_mib,
+        start_process,
+        stop_process,
+    )
 
     tmp = Path(tempfile.mkdtemp(prefix="dpt_stress_load_"))
     torch.manual_seed(0)
@@ -195,13 +191,13 @@ def main(argv=None) -> int:
             if topic != "/diagnostics":
                 probe.messages[topic].clear()
         start_diag = camera_diagnostics(probe, "stress_load")
-        baseline = rss_mib(node.pid)
+        baseline = process_rss_mib(node.pid)
         t_measure = time.time()
         rss = []
         end = time.monotonic() + args.seconds
         while time.monotonic() < end:
             probe.spin_for(1.0)
-            rss.append(rss_mib(node.pid))
+            rss.append(process_rss_mib(node.pid))
         measured = time.time() - t_measure
         load = os.getloadavg()
         for cam in cams:  # stop the input, let the node drain, then read the final counters

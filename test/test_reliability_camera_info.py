@@ -23,7 +23,7 @@ from dpt_perception.model import DPT, DPTConfig  # noqa: E402
 from dpt_perception.model.checkpoints import save_model  # noqa: E402
 from dpt_perception.ros.image_conversion import output_image_to_array, rgb8_to_image  # noqa: E402
 from dpt_perception.ros.pointcloud2 import cloud_to_arrays  # noqa: E402
-from dpt_perception.ros.probe import OutputProbe, start_process, stop_process  # noqa: E402
+from dpt_perception.ros.probe import OutputProbe, start_process, status_values, stop_process  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 H, W = 48, 64
@@ -37,11 +37,7 @@ def _info(height, width, fx, fy, cx, cy):
 
 
 def _diag(probe):
-    for _, array in reversed(probe.messages.get("/diagnostics") or []):
-        for status in array.status:
-            if status.name.startswith("info_node:"):
-                return {kv.key: kv.value for kv in status.values}
-    return {}
+    return status_values(probe.latest_status("info_node:"))
 
 
 def test_camera_info_missing_late_resized_and_unusable(ros_env, tmp_path, monkeypatch):

@@ -21,7 +21,13 @@ from dpt_perception.model import DPT, DPTConfig  # noqa: E402
 from dpt_perception.model.checkpoints import save_model  # noqa: E402
 from dpt_perception.ros.image_conversion import compressed_to_rgb8, image_to_rgb8, output_image_to_array  # noqa: E402
 from dpt_perception.ros.pointcloud2 import cloud_to_arrays  # noqa: E402
-from dpt_perception.ros.probe import OutputProbe, param_args, start_process, stop_process  # noqa: E402
+from dpt_perception.ros.probe import (  # noqa: E402
+    OutputProbe,
+    param_args,
+    start_process,
+    status_values,
+    stop_process,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -45,11 +51,8 @@ def _stamp_key(header):
 
 def _diag_values(probe, camera_key="camera"):
     """Key/value dict of the newest diagnostics status of `camera_key`, or {}."""
-    for _, array in reversed(probe.messages.get("/diagnostics", [])):
-        for status in array.status:
-            if status.name.endswith(f": {camera_key}"):
-                return {kv.key: kv.value for kv in status.values} | {"__level": status.level}
-    return {}
+    status = probe.latest_status(suffix=f": {camera_key}")
+    return {} if status is None else status_values(status) | {"__level": status.level}
 
 
 def _set_parameters(probe, node_name, **values):

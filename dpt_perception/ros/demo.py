@@ -37,7 +37,14 @@ from dpt_perception.inference.geometry import unpack_rgb_float
 from dpt_perception.ros.image_conversion import image_to_rgb8, output_image_to_array
 from dpt_perception.ros.ply import write_ply
 from dpt_perception.ros.pointcloud2 import cloud_to_arrays
-from dpt_perception.ros.probe import OutputProbe, param_args, private_ros_env, start_process, stop_process
+from dpt_perception.ros.probe import (
+    OutputProbe,
+    param_args,
+    private_ros_env,
+    start_process,
+    status_values,
+    stop_process,
+)
 
 DEFAULT_OFFICIAL = "dpt_hybrid_nyu"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -95,18 +102,11 @@ def _latency_stats(probe: OutputProbe, topic: str) -> dict | None:
 
 
 def _diagnostics(probe: OutputProbe) -> dict:
-    got = probe.messages.get("/diagnostics") or []
-    for _, array in reversed(got):
-        for status in array.status:
-            if status.name.startswith("dpt_node"):
-                return {
-                    "level": int.from_bytes(status.level, "little")
-                    if isinstance(status.level, bytes)
-                    else int(status.level),
-                    "message": status.message,
-                    **{kv.key: kv.value for kv in status.values},
-                }
-    return {}
+    status = probe.latest_status("dpt_node")
+    if status is None:
+        return {}
+    level = int.from_bytes(status.level, "little") if isinstance(status.level, bytes) else int(status.level)
+    return {"level": level, "message": status.message, **status_values(status)}
 
 
 def _write_outputs(probe: OutputProbe, out: Path) -> list[str]:

@@ -57,6 +57,22 @@ def private_ros_env(domain_id: int | None = None, log_dir: Path | None = None) -
     return env
 
 
+def status_values(status) -> dict[str, str]:
+    """Key/value pairs of a DiagnosticStatus ({} for None)."""
+    return {} if status is None else {kv.key: kv.value for kv in status.values}
+
+
+def process_rss_mib(pid: int) -> float:
+    """Resident memory of process `pid` in MiB (Linux /proc), NaN when it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
 def param_args(**params) -> list[str]:
     """ROS arguments `-p name:=value` for each keyword, in order (lists become YAML sequences)."""
     args: list[str] = []
@@ -128,6 +144,15 @@ class OutputProbe:
 
     def count(self, topic: str) -> int:
         return len(self.messages.get(topic) or [])
+
+    def latest_status(self, prefix: str = "", suffix: str = ""):
+        """The newest received /diagnostics status whose name starts with `prefix` and ends with
+        `suffix` (the node names its statuses "<node>: <camera>"), or None."""
+        for _, array in reversed(self.messages.get("/diagnostics") or []):
+            for status in array.status:
+                if status.name.startswith(prefix) and status.name.endswith(suffix):
+                    return status
+        return None
 
     def spin_for(self, seconds: float) -> None:
         end = time.monotonic() + seconds
