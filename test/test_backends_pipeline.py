@@ -12,12 +12,8 @@ from dpt_perception.inference.backends import make_engine
 from dpt_perception.inference.backends.agreement import aligned_depth_error
 from dpt_perception.inference.backends.batching import CameraFrame, MultiCameraBatcher, make_worker
 from dpt_perception.inference.backends.device_pipeline import DevicePipeline
-from dpt_perception.inference.predictor import (
-    Predictor,
-    labels_bilinear,
-    labels_nearest,
-    upsample_depth_numpy,
-)
+from dpt_perception.inference.labels import labels_bilinear, labels_nearest
+from dpt_perception.inference.predictor import Predictor, upsample_depth_numpy
 from dpt_perception.inference.preprocess import preprocess
 from dpt_perception.model import DPT, DPTConfig
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dpt_perception.model import DPT, DPTConfig, depth_to_metric
+from dpt_perception.model.heads import classify_channels_last
 from dpt_perception.model.testing import randomize_
 from dpt_perception.model.vit import resample_position_grid
 
@@ -224,3 +225,24 @@ def test_forward_heads_subset_skips_the_other_tasks_neck_and_head():
     torch.testing.assert_close(depth_only["depth"], full["depth"], rtol=0, atol=0)
     with pytest.raises(ValueError, match="lacks"):
         DPT(DPTConfig.tiny(heads=("depth",)))(x, heads=["segmentation"])
+
+
+def test_lowres_logits_are_the_segmentation_head_before_its_upsample():
+    model = randomize_(DPT(DPTConfig.tiny(heads=("depth", "segmentation"), num_classes=9)), seed=3).eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        full = model(x)
+        low = model(x, lowres_logits=True)
+    assert low["segmentation"].shape == (2, 9, 32, 48)
+    # Class axis innermost in memory: the per-pixel argmax reads each pixel's scores in order.
+    assert low["segmentation"].is_contiguous(memory_format=torch.channels_last)
+    upsampled = torch.nn.functional.interpolate(low["segmentation"], scale_factor=2, mode="bilinear",
+                                                align_corners=True)
+    torch.testing.assert_close(upsampled, full["segmentation"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(low["depth"], full["depth"], rtol=0, atol=0)
+
+
+def test_channels_last_classifier_equals_the_convolution():
+    conv = torch.nn.Conv2d(16, 7, kernel_size=1)
+    x = torch.randn(2, 16, 5, 6)
+    torch.testing.assert_close(classify_channels_last(conv, x), conv(x), rtol=1e-5, atol=1e-6)

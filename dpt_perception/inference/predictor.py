@@ -7,11 +7,12 @@ post-processing:
     does inside its model), bicubic resize to the source size (reference; on CPU through OpenCV,
     whose cubic kernel and pixel-centre mapping are torch's, ~10x faster), clamped at >= 0
     because bicubic overshoots below zero next to depth edges;
-  - labels: argmax at network resolution, then nearest upsampling of the ids ("nearest", default),
-    or the reference path: bilinear upsampling of all logits to the source size, then argmax
-    ("bilinear"). The reference path moves num_classes x H x W floats (150 x 307k for ADE20K at
-    640x480) and costs ~6x more on CPU; the two differ only along class boundaries, within about
-    one network pixel of them (measured numbers in the inference README section).
+  - labels: "bilinear" (default) gives the reference's ids: all logits resized bilinearly to the
+    source size, then argmax. On CPU they are computed exactly but without resizing 150 x H x W
+    logits: from the head's half-resolution logits (the model skips its x2 upsample), an argmax
+    there settles every pixel away from class boundaries and only boundary pixels are resolved
+    (inference/labels.py). "nearest" takes the argmax at network resolution and upsamples the ids
+    (differs from the reference within about one network pixel of class boundaries).
 Same-shaped frames of a batch go through one forward; frames of different sizes are grouped.
 """
 from __future__ import annotations
@@ -29,6 +30,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dpt_perception.inference.labels import (
+    LABEL_UPSAMPLING,
+    label_dtype,
+    labels_bilinear,
+    labels_from_logits,
+    labels_nearest,
+)
 from dpt_perception.inference.preprocess import (
     check_rgb_image,
     net_input_shape,
@@ -41,7 +49,6 @@ log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # On out-of-memory a single frame is retried with the net size times this (multiples of 32, >= 32).
 OOM_SHRINK = 0.75
-LABEL_UPSAMPLING = ("nearest", "bilinear")
 METRIC_EPS = 1e-8
 
 
@@ -85,12 +92,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _label_dtype(num_classes: int) -> np.dtype:
-    if num_classes > 65536:
-        raise ValueError(f"{num_classes} classes do not fit a uint16 label image")
-    return np.dtype(np.uint8) if num_classes <= 256 else np.dtype(np.uint16)
-
-
 def upsample_depth(depth_lowres: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(B, h, w) -> (B, H, W) bicubic (align_corners=False, as the reference), clamped >= 0."""
     out = F.interpolate(depth_lowres.unsqueeze(1).float(), size=size, mode="bicubic", align_corners=False)
@@ -106,45 +107,6 @@ def upsample_depth_numpy(depth_lowres: np.ndarray, size: tuple[int, int]) -> np.
     return np.maximum(out, 0.0, out=out if out is not depth_lowres else None)
 
 
-def labels_nearest(ids_lowres: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest upsampling of a class-id map with pixel-centre alignment (the mapping bilinear
-    align_corners=False uses), so ids stay where the logits were."""
-    h, w = size
-    if ids_lowres.shape == (h, w):
-        return ids_lowres
-    return cv2.resize(ids_lowres, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
-
-
-def labels_bilinear(logits: torch.Tensor, size: tuple[int, int],
-                    max_band_bytes: int = 256 << 20) -> torch.Tensor:
-    """Reference label path: bilinear logits to (H, W) (align_corners=False), then argmax.
-
-    When the full-size logits would exceed `max_band_bytes` (150 classes at 1920x1080 are 1.2 GB
-    per frame), the work is done in bands of output rows so they never exist at once: each band
-    blends its two source rows per output row with the source coordinates torch uses, then
-    interpolates horizontally only (a same-height bilinear resize is the identity vertically).
-    Same result as one F.interpolate call up to float rounding."""
-    b, c, h, w = logits.shape
-    out_h, out_w = size
-    band_rows = max(1, max_band_bytes // (4 * b * c * out_w))
-    if band_rows >= out_h:
-        up = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
-        return up.max(dim=1).indices
-    ids = torch.empty((b, out_h, out_w), dtype=torch.int64, device=logits.device)
-    scale = h / out_h
-    for top in range(0, out_h, band_rows):
-        rows = torch.arange(top, min(top + band_rows, out_h), device=logits.device, dtype=torch.float64)
-        src = ((rows + 0.5) * scale - 0.5).clamp_(min=0.0)
-        y0 = src.floor().long().clamp_(max=h - 1)
-        y1 = (y0 + 1).clamp_(max=h - 1)
-        wy = (src - y0.double()).to(torch.float32).view(1, 1, -1, 1)
-        band = logits[:, :, y0, :].float()
-        band = band.add_(logits[:, :, y1, :].float().sub_(band).mul_(wy))
-        band = F.interpolate(band, size=(band.shape[2], out_w), mode="bilinear", align_corners=False)
-        ids[:, top:top + band.shape[2]] = band.max(dim=1).indices
-    return ids
-
-
 class Predictor:
     """Runs a DPT model on numpy RGB frames. Calls from several threads are serialised by a lock;
     settings (net size, wanted outputs, label path) can change between calls.
@@ -155,8 +117,9 @@ class Predictor:
         precision: "fp32" | "fp16" | "bf16" (autocast; fp16 only on CUDA).
         net_size: int or (h, w) target for the resize rule; None = the model config's net_size.
         resize_rule: see `net_input_shape` ("minimal" is the reference rule).
-        label_upsampling: "nearest" (argmax at network resolution, nearest-upsampled ids) or
-            "bilinear" (reference: logits upsampled, then argmax).
+        label_upsampling: "bilinear" (the reference's ids: logits resized to the frame, then argmax;
+            exact and the cheapest on CPU) or "nearest" (argmax at network resolution,
+            nearest-upsampled ids).
         want_depth / want_labels: outputs to compute; unrequested heads are not run when the
             model's forward accepts a `heads` argument, and never post-processed.
         return_logits: also return network-resolution segmentation logits.
@@ -165,7 +128,7 @@ class Predictor:
     """
 
     def __init__(self, model: torch.nn.Module, device: str = "auto", precision: str = "fp32",
-                 net_size=None, resize_rule: str = "minimal", label_upsampling: str = "nearest",
+                 net_size=None, resize_rule: str = "minimal", label_upsampling: str = "bilinear",
                  want_depth: bool = True, want_labels: bool = True, return_logits: bool = False,
                  channels_last: bool = False):
         if not hasattr(model, "config"):
@@ -191,7 +154,9 @@ class Predictor:
         self.want_labels = want_labels
         self.return_logits = return_logits
         self.heads = tuple(self.config.heads)
-        self._forward_takes_heads = "heads" in inspect.signature(self.model.forward).parameters
+        forward_parameters = inspect.signature(self.model.forward).parameters
+        self._forward_takes_heads = "heads" in forward_parameters
+        self._forward_takes_lowres = "lowres_logits" in forward_parameters
         self._lock = threading.Lock()
         self._batch_cap: int | None = None  # most frames per forward after an out-of-memory
         self.oom_events = 0
@@ -303,13 +268,22 @@ class Predictor:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
 
-    def _forward(self, x: torch.Tensor, heads: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    def _forward(
+        self, x: torch.Tensor, heads: tuple[str, ...], lowres_logits: bool
+    ) -> dict[str, torch.Tensor]:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
+            if lowres_logits:
+                return self.model(x, heads=heads, lowres_logits=True)
             if self._forward_takes_heads:
                 return self.model(x, heads=heads)
             return self.model(x)
+
+    def _use_lowres_logits(self, do_labels: bool, want_logits: bool) -> bool:
+        """Half-resolution logits feed the exact CPU label path; returned logits stay full size."""
+        return (do_labels and not want_logits and self._forward_takes_lowres
+                and self.label_upsampling == "bilinear" and self.device.type == "cpu")
 
     @torch.inference_mode()
     def _infer_same_size(self, images: list[np.ndarray], size: tuple[int, int]) -> list[Prediction]:
@@ -328,13 +302,14 @@ class Predictor:
             x = preprocess_many(images, net_shape, self.config.mean, self.config.std, self.device)
             self._sync()
             t1 = time.perf_counter()
-            out = self._forward(x, heads)
+            lowres = self._use_lowres_logits(do_labels, want_logits)
+            out = self._forward(x, heads, lowres)
             self._sync()
             t2 = time.perf_counter()
             depths = self._post_depth(out["depth"], size) if do_depth else [None] * n
             t3 = time.perf_counter()
             seg = out.get("segmentation") if (do_labels or want_logits) else None
-            labels = self._post_labels(seg, size) if do_labels else [None] * n
+            labels = self._post_labels(seg, size, lowres) if do_labels else [None] * n
             logits = list(seg.float().cpu().numpy()) if want_logits else [None] * n
             t4 = time.perf_counter()
 
@@ -354,12 +329,15 @@ class Predictor:
             return [upsample_depth_numpy(d, size) for d in depth.numpy()]
         return list(upsample_depth(depth, size).cpu().numpy())
 
-    def _post_labels(self, logits: torch.Tensor, size: tuple[int, int]) -> list[np.ndarray]:
-        dtype = _label_dtype(logits.shape[1])
+    def _post_labels(self, logits: torch.Tensor, size: tuple[int, int], lowres: bool) -> list[np.ndarray]:
+        dtype = label_dtype(logits.shape[1])
         if self.label_upsampling == "bilinear":
-            ids = labels_bilinear(logits, size)
-            return [a.astype(dtype) for a in ids.cpu().numpy()]
-        # torch.max(dim) is 2-3x faster than argmax on CPU for channel reductions.
-        ids = logits.max(dim=1).indices
-        ids = ids.to(torch.uint8) if dtype == np.uint8 else ids.to(torch.int32)
-        return [labels_nearest(a.astype(dtype, copy=False), size) for a in ids.cpu().numpy()]
+            if self.device.type == "cpu":
+                return labels_from_logits(logits, size, lowres=lowres)
+            return [a.astype(dtype) for a in labels_bilinear(logits, size).cpu().numpy()]
+        if self.device.type == "cpu":  # the head's logits are channels-last: argmax reads them in order
+            hwc = logits.float().permute(0, 2, 3, 1).contiguous().numpy()
+            ids = hwc.argmax(axis=-1).astype(dtype)
+        else:
+            ids = logits.max(dim=1).indices.to(torch.int32).cpu().numpy().astype(dtype)
+        return [labels_nearest(a, size) for a in ids]

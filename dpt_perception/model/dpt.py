@@ -53,10 +53,14 @@ class DPT(nn.Module):
         return [p for p in self.parameters() if id(p) not in encoder_ids]
 
     def forward(
-        self, pixel_values: torch.Tensor, heads: Sequence[str] | None = None
+        self, pixel_values: torch.Tensor, heads: Sequence[str] | None = None, lowres_logits: bool = False
     ) -> dict[str, torch.Tensor]:
         """`heads` restricts the run to a subset of the enabled heads (e.g. only "depth" when nobody
-        wants labels): necks and heads of the other tasks are skipped entirely."""
+        wants labels): necks and heads of the other tasks are skipped entirely.
+
+        `lowres_logits=True` returns "segmentation" before the head's final x2 bilinear upsample
+        (B, C, H/2, W/2): the upsample costs ~150 x H x W floats of memory traffic, and callers
+        that only want class ids resample them exactly from these (inference/labels.py)."""
         tasks = list(self.heads) if heads is None else [t for t in self.heads if t in heads]
         if heads is not None and len(tasks) != len(set(heads)):
             raise ValueError(
@@ -67,7 +71,11 @@ class DPT(nn.Module):
         fused = {name: neck(features, grid) for name, neck in self.necks.items() if name in needed_necks}
         out: dict[str, torch.Tensor] = {}
         for task in tasks:
-            out[task] = self.heads[task](fused[self.config.neck_for(task)])
+            head_input = fused[self.config.neck_for(task)]
+            if task == "segmentation" and lowres_logits:
+                out[task] = self.heads[task](head_input, upsample=False)
+            else:
+                out[task] = self.heads[task](head_input)
         if self.aux_head is not None and self.training and "segmentation" in tasks:
             out["aux"] = self.aux_head(fused[self.config.neck_for("segmentation")])
         return out

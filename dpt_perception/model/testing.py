@@ -1,4 +1,4 @@
-"""Helpers for tests and benchmarks: give every parameter and buffer non-trivial random values.
+"""Helpers for tests and benchmarks: non-trivial random parameters, segmentation logits of a known layout.
 
 Fresh models have zero position embeddings, identity batch norms and zero biases, which would let
 a parity test pass even with swapped or dropped weights; randomising everything avoids that.
@@ -6,7 +6,9 @@ a parity test pass even with swapped or dropped weights; randomising everything 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -32,3 +34,26 @@ def randomize_(module: nn.Module, seed: int = 0, scale: float = 0.05) -> nn.Modu
         else:
             tensor.add_(noise * scale)
     return module
+
+
+def voronoi_layout(h: int, w: int, regions: int, num_classes: int, seed: int = 0) -> np.ndarray:
+    """(h, w) int64 class ids: `regions` Voronoi cells with a random class each (distinct when
+    there are enough classes), a stand-in for a segmented scene."""
+    rng = np.random.default_rng(seed)
+    centres = rng.random((regions, 2)) * [h, w]
+    yy, xx = np.mgrid[0:h, 0:w]
+    cell = ((yy[..., None] - centres[:, 0]) ** 2 + (xx[..., None] - centres[:, 1]) ** 2).argmin(-1)
+    return rng.choice(num_classes, regions, replace=num_classes < regions)[cell]
+
+
+def layout_logits(layout: np.ndarray, num_classes: int, seed: int = 0, margin: float = 6.0) -> torch.Tensor:
+    """(1, C, h, w) channels-last logits whose argmax follows `layout` away from its boundaries:
+    smooth unit noise for every class (the decoder's token-grid scale) plus `margin` on the
+    layout's class, blurred over 5x5 so boundaries have near-ties and third classes come close."""
+    h, w = layout.shape
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(1, num_classes, max(2, h // 8), max(2, w // 8), generator=gen)
+    logits = F.interpolate(noise, size=(h, w), mode="bilinear", align_corners=True)
+    onehot = F.one_hot(torch.from_numpy(layout).long(), num_classes).permute(2, 0, 1)[None].float()
+    logits = logits + margin * F.avg_pool2d(onehot, 5, stride=1, padding=2, count_include_pad=False)
+    return logits.contiguous(memory_format=torch.channels_last)

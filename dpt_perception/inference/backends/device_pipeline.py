@@ -29,10 +29,10 @@ import torch.nn.functional as F
 
 from dpt_perception.inference.colorize import colormap_lut, default_palette
 from dpt_perception.inference.geometry import intrinsics_from_p
+from dpt_perception.inference.labels import LABEL_UPSAMPLING
 from dpt_perception.inference.preprocess import _as_hw, check_rgb_image, net_input_shape
 
 OUTPUTS = ("depth", "labels", "depth_color", "labels_color", "points", "points_rgb")
-LABEL_UPSAMPLING = ("nearest", "bilinear")
 METRIC_EPS = 1e-8
 # Robust colour range: percentiles over a strided subsample of about this many pixels (as colorize).
 _RANGE_SAMPLES = 20000
@@ -57,8 +57,8 @@ class DevicePipeline:
         config: the model's `DPTConfig` (default: `engine.config`).
         device: where the data path runs (default: the engine's device, else CPU).
         net_size / resize_rule: the network input size rule (see `preprocess.net_input_shape`).
-        label_upsampling: "nearest" (arg-max at network resolution, ids upsampled with
-            pixel-centre alignment) or "bilinear" (logits upsampled, then arg-max: the reference).
+        label_upsampling: "bilinear" (logits upsampled, then arg-max: the reference) or "nearest"
+            (arg-max at network resolution, ids upsampled with pixel-centre alignment).
         depth_cmap: "turbo" or "inferno". palette: (N, 3) uint8 class colours (default: the
             config's class_colors, else `colorize.default_palette`).
         max_range: points farther than this (metres) become NaN.
@@ -71,7 +71,7 @@ class DevicePipeline:
         device=None,
         net_size=None,
         resize_rule: str = "minimal",
-        label_upsampling: str = "nearest",
+        label_upsampling: str = "bilinear",
         depth_cmap: str = "turbo",
         palette: np.ndarray | None = None,
         max_range: float | None = None,
