@@ -38,6 +38,8 @@ ARGUMENTS = {
     "rviz": ("false", "Start RViz2 with the package's rviz/dpt.rviz."),
     "fixed_frame": ("camera_optical_frame", "RViz fixed frame: the frame_id of your camera images."),
     "demo_camera": ("false", "Also start dpt_camera_publisher (synthetic frames + CameraInfo)."),
+    "lifecycle": ("false", "Start dpt_lifecycle_node instead: it waits unconfigured for configure/activate "
+                           "transitions (ros2 lifecycle set, or a lifecycle manager)."),
 }
 _STRING_PARAMETERS = ("image_topic", "camera_info_topic", "image_transport", "model", "weights", "device",
                       "precision", "depth_mode", "sparse_depth_topic")
@@ -70,7 +72,8 @@ def _actions(context):
             raise ValueError(f"net_size must look like '[384, 512]' (two integers), got {arg['net_size']!r}")
         overrides["net_size"] = sizes
     params_file = arg["params_file"] or os.path.join(share, "config", "dpt.yaml")
-    actions = [Node(package=PACKAGE, executable="dpt_node", name="dpt_node", namespace=arg["namespace"],
+    executable = "dpt_lifecycle_node" if _is_true(arg["lifecycle"]) else "dpt_node"
+    actions = [Node(package=PACKAGE, executable=executable, name="dpt_node", namespace=arg["namespace"],
                     parameters=[params_file, overrides], output="screen", emulate_tty=True)]
     if _is_true(arg["demo_camera"]):
         actions.append(Node(package=PACKAGE, executable="dpt_camera_publisher", name="dpt_camera_publisher",

@@ -79,13 +79,15 @@ def test_ament_index_finds_share_assets_and_executables(colcon_install):
     assert share == colcon_install / "dpt_perception" / "share" / "dpt_perception"
     for asset in SHARE_ASSETS:
         assert (share / asset).is_file(), f"{asset} not installed into {share}"
-    for name in ("dpt_node", "dpt_camera_publisher", "dpt_demo", "train", "eval", "export",
-                 "download_weights"):
+    for name in ("dpt_node", "dpt_lifecycle_node", "dpt_camera_publisher", "dpt_demo", "train", "eval",
+                 "export", "download_weights"):
         exe = Path(prefix) / "lib" / "dpt_perception" / name
         assert exe.is_file() and os.access(exe, os.X_OK), f"ros2 run looks for {name} in lib/<pkg>"
 
 
-@pytest.mark.parametrize("exe", ["train", "eval", "export", "download_weights"])
+@pytest.mark.parametrize(
+    "exe", ["dpt_node", "dpt_lifecycle_node", "train", "eval", "export", "download_weights"]
+)
 def test_installed_executables_answer_help(colcon_install, exe):
     path = colcon_install / "dpt_perception" / "lib" / "dpt_perception" / exe
     out = subprocess.run([sys.executable, str(path), "--help"], env=_clean_env(colcon_install),

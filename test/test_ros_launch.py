@@ -63,6 +63,7 @@ def test_launch_file_is_valid_python_with_the_documented_arguments():
         "params_file",
         "namespace",
         "rviz",
+        "lifecycle",
         "FASTDDS_DEFAULT_PROFILES_FILE",
     ):
         assert f'"{name}"' in source, name

@@ -143,6 +143,19 @@ class CameraChannel:
             points=wanted(self.points_pub),
         )
 
+    def destroy(self, node) -> None:
+        """Remove this camera's subscriptions and publishers from `node` (lifecycle deactivate)."""
+        for sub in (self.image_sub, self.info_sub, self.sparse_sub):
+            if sub is not None:
+                node.destroy_subscription(sub)
+        for pub in (self.depth_pub, self.depth_info_pub, self.relative_pub, self.points_pub,
+                    self.labels_pub, self.labels_color_pub):
+            if pub is not None:
+                node.destroy_publisher(pub)
+        self.image_sub = self.info_sub = self.sparse_sub = None
+        self.depth_pub = self.depth_info_pub = self.relative_pub = self.points_pub = None
+        self.labels_pub = self.labels_color_pub = None
+
     def input_topics(self) -> list[str]:
         subs = [self.image_sub, self.info_sub] + ([self.sparse_sub] if self.sparse_sub else [])
         return [s.topic_name for s in subs]

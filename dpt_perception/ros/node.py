@@ -7,7 +7,9 @@ no output of a camera has a subscriber, its frames are not even decoded.
 
 Start-up is all-or-nothing: parameters are validated, the model is loaded and run once on a
 dummy frame before any subscription exists; any failure ends the process with a clear message
-and exit status 1 (see `main`).
+and exit status 1 (see `main`). `DptPerception` holds the node's work in lifecycle phases
+(configure: parameters, model, class table; activate: cameras, worker, diagnostics), which
+`DptNode` runs at once and `lifecycle_node.DptLifecycleNode` runs on managed transitions.
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ from dpt_perception.ros.image_conversion import ImageConversionError, array_to_i
 from dpt_perception.ros.parameters import (
     MODEL_NET_SIZE,
     RUNTIME_PARAMETERS,
-    declare_parameters,
+    declare_only,
+    help_text,
+    read_settings,
     validate_value,
+    wants_help,
 )
 
 LATCHED_QOS = QoSProfile(
@@ -85,25 +90,22 @@ def build_engine(model, backend: str, device: str, precision: str):
     return make_engine(model, backend, device=resolved, precision=precision), resolved, "fp32"
 
 
-class DptNode(Node):
-    def __init__(self, node_name: str = "dpt_node", **kwargs):
-        super().__init__(node_name, **kwargs)
-        try:
-            self._start()
-        except BaseException:
-            # Release the half-built node now, while the context is alive: leaving it to the
-            # interpreter's teardown (after rclpy shut down) crashed the process now and then.
-            worker = getattr(self, "worker", None)
-            if worker is not None:
-                worker.stop()
-            self.destroy_node()
-            raise
+class DptPerception:
+    """The node's work, in lifecycle phases; mixed into an rclpy Node or LifecycleNode."""
 
-    def _start(self) -> None:
-        """Validate parameters, load and test-run the model, then create the camera channels."""
+    predictor: Predictor | None = None
+    worker: InferenceWorker | None = None
+    class_table_pub = None
+    diagnostics_pub = None
+    _diagnostics_timer = None
+    _parameter_callbacks_added = False
+
+    def _configure(self) -> None:
+        """Validate parameters, load and test-run the model, publish the class table."""
         log = self.get_logger()
         try:
-            self.settings = s = declare_parameters(self)
+            declare_only(self)
+            self.settings = s = read_settings(self)
         except (ValueError, ParameterException) as exc:  # e.g. a value outside its descriptor range
             raise StartupError(str(exc)) from exc
         try:
@@ -136,6 +138,28 @@ class DptNode(Node):
         self.projector = PointCloudProjector(s.points_max_range or None, s.points_decimation)
         self.channels: dict[str, CameraChannel] = {}
         self.depth: dict[str, CameraDepth] = {}
+        if self.predictor.has_labels:
+            self.class_table_pub = self.create_publisher(
+                ClassTable, f"{s.output_namespace}/class_table", LATCHED_QOS
+            )
+            self.class_table_pub.publish(
+                outputs.class_table(
+                    config.class_names, config.class_colors, s.weights, self.get_clock().now().to_msg()
+                )
+            )
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._parameter_callbacks_added = True
+        log.info(
+            f"configured: weights {s.weights} ({config.variant}, heads: {', '.join(config.heads)}) on "
+            f"{self.predictor.device} {s.precision}, net_size {list(self.predictor.net_size)}, "
+            f"depth_mode {self.depth_mode}"
+        )
+
+    def _activate(self) -> None:
+        """Create every camera's topics, start the inference worker and the diagnostics."""
+        s = self.settings
+        log = self.get_logger()
         self.worker = InferenceWorker(
             self._process_batch,
             max_batch=s.max_batch,
@@ -159,31 +183,51 @@ class DptNode(Node):
                 raise StartupError(f"camera {camera!r}: cannot create its topics: {reason}") from exc
             self.channels[channel.key] = channel
             self.depth[channel.key] = CameraDepth(self.depth_mode, s.depth_scale, s.depth_shift)
-        self.class_table_pub = None
-        if self.predictor.has_labels:
-            self.class_table_pub = self.create_publisher(
-                ClassTable, f"{s.output_namespace}/class_table", LATCHED_QOS
-            )
-            self.class_table_pub.publish(
-                outputs.class_table(
-                    config.class_names, config.class_colors, s.weights, self.get_clock().now().to_msg()
-                )
-            )
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(s.diagnostics_period, self._publish_diagnostics)
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._diagnostics_timer = self.create_timer(s.diagnostics_period, self._publish_diagnostics)
         self.worker.start()
-        heads = ", ".join(config.heads)
         log.info(
-            f"ready: weights {s.weights} ({config.variant}, heads: {heads}) on {self.predictor.device} "
-            f"{s.precision}, net_size {list(self.predictor.net_size)}, depth_mode {self.depth_mode}; "
-            f"cameras: "
+            "active; cameras: "
             + "; ".join(
                 f"{c.key} <- {', '.join(c.input_topics())} -> {c.output_prefix}/..."
                 for c in self.channels.values()
             )
         )
+
+    def _deactivate(self) -> None:
+        """Stop the worker and remove the cameras' topics and the diagnostics (idempotent)."""
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
+        if self.diagnostics_pub is not None:
+            self.destroy_publisher(self.diagnostics_pub)
+            self.diagnostics_pub = None
+        for channel in getattr(self, "channels", {}).values():
+            channel.destroy(self)
+        self.channels = {}
+        self.depth = {}
+
+    def _cleanup(self) -> None:
+        """Release the model and the configure-time entities (idempotent)."""
+        self._deactivate()
+        if self.class_table_pub is not None:
+            self.destroy_publisher(self.class_table_pub)
+            self.class_table_pub = None
+        if self._parameter_callbacks_added:  # (bound methods compare equal: removal finds them)
+            self.remove_on_set_parameters_callback(self._validate_parameters)
+            self.remove_post_set_parameters_callback(self._apply_parameters)
+            self._parameter_callbacks_added = False
+        if self.predictor is not None:
+            device = self.predictor.device
+            self.predictor = None
+            if device.type == "cuda":
+                import torch
+
+                torch.cuda.empty_cache()
+
 
     # ---- parameters --------------------------------------------------------------------------
     def _validate_parameters(self, params) -> SetParametersResult:
@@ -213,7 +257,9 @@ class DptNode(Node):
     # ---- inputs (executor thread: store only) ------------------------------------------------
     def _on_image(self, channel: CameraChannel, msg) -> None:
         channel.stats.on_received()
-        self.worker.submit((msg, time.monotonic()), key=channel.key)
+        worker = self.worker
+        if worker is not None:  # None between deactivate and a late callback
+            worker.submit((msg, time.monotonic()), key=channel.key)
 
     # ---- inference (worker thread) -----------------------------------------------------------
     def _process_batch(self, batch) -> None:
@@ -356,7 +402,23 @@ class DptNode(Node):
         self.diagnostics_pub.publish(array)
 
     def shutdown(self) -> None:
-        self.worker.stop()
+        self._cleanup()
+
+
+class DptNode(DptPerception, Node):
+    """Configured and active from construction; StartupError if it cannot serve."""
+
+    def __init__(self, node_name: str = "dpt_node", **kwargs):
+        super().__init__(node_name, **kwargs)
+        try:
+            self._configure()
+            self._activate()
+        except BaseException:
+            # Release the half-built node now, while the context is alive: leaving it to the
+            # interpreter's teardown (after rclpy shut down) crashed the process now and then.
+            self._cleanup()
+            self.destroy_node()
+            raise
 
 
 def _net_size(value) -> tuple[int, int] | None:
@@ -369,7 +431,11 @@ def _seconds(stamp) -> float:
 
 
 def main(argv=None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
+    argv = list(argv if argv is not None else sys.argv)
+    if wants_help(argv):
+        print(help_text("dpt_node", __doc__))
+        return 0
+    rclpy.init(args=argv)
     node = None
     try:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from dataclasses import dataclass
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
@@ -230,7 +231,16 @@ class Settings:
 
 def declare_parameters(node) -> Settings:
     """Declare every parameter (with its descriptor) on `node` and return a validated snapshot."""
+    declare_only(node)
+    return read_settings(node)
+
+
+def declare_only(node) -> None:
+    """Declare every parameter not declared yet, with its descriptor and default (overrides from
+    the command line / params file apply). Raises ParameterException for an out-of-range value."""
     for name, (default, ptype, text, read_only, extra) in _SPEC.items():
+        if node.has_parameter(name):  # a lifecycle node configured before
+            continue
         descriptor = ParameterDescriptor(name=name, type=ptype, description=text, read_only=read_only)
         if "range" in extra:
             lo, hi = extra["range"]
@@ -239,6 +249,10 @@ def declare_parameters(node) -> Settings:
             lo, hi = extra["int_range"]
             descriptor.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=1)]
         node.declare_parameter(name, default, descriptor)
+
+
+def read_settings(node) -> Settings:
+    """A validated snapshot of the declared parameters (ValueError naming every problem)."""
     values = {name: node.get_parameter(name).value for name in _SPEC}
     values["net_size"] = [int(v) for v in values["net_size"]]
     values["cameras"] = [str(c) for c in values["cameras"]] or [""]
@@ -247,6 +261,30 @@ def declare_parameters(node) -> Settings:
     if problems:
         raise ValueError("invalid parameters: " + "; ".join(problems))
     return settings
+
+
+def help_text(executable: str, summary: str) -> str:
+    """`--help` of the node executables: usage, `summary`, then every parameter with its default."""
+    lines = [
+        f"usage: ros2 run dpt_perception {executable} [--ros-args -p NAME:=VALUE ... "
+        "--params-file FILE -r FROM:=TO]",
+        "",
+        summary.strip(),
+        "",
+        "parameters (runtime = changeable with `ros2 param set` while running):",
+    ]
+    for name, (default, _type, text, read_only, _extra) in _SPEC.items():
+        kind = "" if read_only else ", runtime"
+        lines += [f"  {name} (default {default!r}{kind})", textwrap.fill(text, 96, initial_indent=" " * 6,
+                                                                        subsequent_indent=" " * 6)]
+    lines += ["", "Topics, depth modes and examples: README.md, section 'The node'."]
+    return "\n".join(lines)
+
+
+def wants_help(argv: list[str]) -> bool:
+    """-h/--help before any --ros-args (after it, arguments belong to rcl)."""
+    user_args = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    return any(a in ("-h", "--help") for a in user_args)
 
 
 def _name_problem(kind: str, text: str) -> str | None:

@@ -1,0 +1,92 @@
+"""`dpt_lifecycle_node`: the same node as a managed (lifecycle) node.
+
+Transitions (drive them with `ros2 lifecycle set /dpt_node <transition>` or a lifecycle manager):
+  configure   validate parameters, load and test-run the model, publish the class table
+              (a failure is reported with its reason and leaves the node unconfigured)
+  activate    create the camera subscriptions and output publishers, start inference, diagnostics
+  deactivate  stop inference, remove the camera topics (the model stays loaded)
+  cleanup     release the model
+  shutdown    from any state: as deactivate + cleanup
+Parameters, topics and outputs are those of `dpt_node` (README "The node").
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+
+from dpt_perception.ros.node import DptPerception, StartupError
+from dpt_perception.ros.parameters import help_text, wants_help
+
+
+class DptLifecycleNode(DptPerception, LifecycleNode):
+    def __init__(self, node_name: str = "dpt_node", **kwargs):
+        super().__init__(node_name, **kwargs)
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except Exception as exc:  # reported with its reason; the node stays unconfigured
+            self.get_logger().error(f"configure failed: {_reason(exc)}")
+            self._cleanup()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._activate()
+        except Exception as exc:  # the node stays inactive, model loaded
+            self.get_logger().error(f"activate failed: {_reason(exc)}")
+            self._deactivate()
+            return TransitionCallbackReturn.FAILURE
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error while in state {state.label}: releasing everything")
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+
+def _reason(exc: Exception) -> str:
+    """StartupError messages are written for users; anything else also gets its traceback."""
+    if isinstance(exc, StartupError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc))
+
+
+def main(argv=None) -> int:
+    argv = list(argv if argv is not None else sys.argv)
+    if wants_help(argv):
+        print(help_text("dpt_lifecycle_node", __doc__))
+        return 0
+    rclpy.init(args=argv)
+    node = DptLifecycleNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._cleanup()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""dpt_lifecycle_node over real DDS: every managed transition through lifecycle_msgs services from
+another process, what exists in each state, and a failed configure that keeps the node alive."""
+
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.sh)")
+torch = pytest.importorskip("torch")
+
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from dpt_perception.model import DPT, DPTConfig  # noqa: E402
+from dpt_perception.model.checkpoints import save_model  # noqa: E402
+from dpt_perception.ros.probe import OutputProbe, param_args, start_process, stop_process  # noqa: E402
+
+pytestmark = pytest.mark.integration
+DPT_MSGS = pytest.importorskip("dpt_perception.msg", reason="messages not built (run scripts/setup.sh)")
+NODE = "dpt_lc_test"
+
+
+class Lifecycle:
+    """Client side of a managed node's lifecycle services, spun by the probe."""
+
+    def __init__(self, probe: OutputProbe, node_name: str):
+        self.probe = probe
+        self.get = probe.node.create_client(GetState, f"/{node_name}/get_state")
+        self.change = probe.node.create_client(ChangeState, f"/{node_name}/change_state")
+        ready = lambda: self.get.service_is_ready() and self.change.service_is_ready()  # noqa: E731
+        assert probe.spin_until(ready, 30.0), "lifecycle services never appeared"
+
+    def _call(self, client, request, timeout=60.0):
+        future = client.call_async(request)
+        assert self.probe.spin_until(future.done, timeout), f"{client.srv_name} timed out"
+        return future.result()
+
+    def state(self) -> str:
+        return self._call(self.get, GetState.Request()).current_state.label
+
+    def transition(self, transition_id: int) -> bool:
+        return self._call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success
+
+
+def _log(path):
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+@pytest.fixture
+def tiny_weights(tmp_path):
+    torch.manual_seed(0)
+    save_model(DPT(DPTConfig.tiny(num_classes=4, net_size=[64, 64])).eval(), tmp_path / "tiny")
+    return tmp_path / "tiny.safetensors"
+
+
+def test_transitions_create_and_remove_what_each_state_owns(ros_env, tiny_weights, tmp_path, monkeypatch):
+    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
+        monkeypatch.setenv(key, ros_env[key])
+    node = camera = probe = None
+    node_log = tmp_path / "node.log"
+    try:
+        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+        node = start_process(
+            "dpt_perception.ros.lifecycle_node",
+            ["-r", f"__node:={NODE}", *param_args(weights=str(tiny_weights), diagnostics_period=0.5)],
+            ros_env,
+            node_log,
+        )
+        camera = start_process(
+            "dpt_perception.ros.camera_publisher",
+            param_args(rate=10.0, width=96, height=64),
+            ros_env,
+            tmp_path / "camera.log",
+        )
+        life = Lifecycle(probe, NODE)
+        graph = probe.node
+
+        def image_subscribers():
+            return graph.count_subscribers("/camera/image_raw")
+
+        assert life.state() == "unconfigured"
+        probe.spin_for(1.0)
+        assert graph.count_publishers("/dpt/depth") == 0 and image_subscribers() == 0
+
+        assert life.transition(Transition.TRANSITION_CONFIGURE), _log(node_log)
+        assert life.state() == "inactive"
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        probe.subscribe("/dpt/class_table", DPT_MSGS.ClassTable, latched)
+        assert probe.spin_until(lambda: probe.count("/dpt/class_table") >= 1, 15.0), "no class table"
+        assert len(probe.latest("/dpt/class_table").classes) == 4
+        probe.spin_for(1.0)
+        assert image_subscribers() == 0, "an inactive node must not subscribe to the camera"
+
+        assert life.transition(Transition.TRANSITION_ACTIVATE), _log(node_log)
+        assert life.state() == "active"
+        probe.subscribe("/dpt/depth", Image, qos_profile_sensor_data)
+        assert probe.spin_until(lambda: probe.count("/dpt/depth") >= 2, 60.0), _log(node_log)
+        assert probe.latest("/dpt/depth").encoding == "32FC1"
+
+        assert life.transition(Transition.TRANSITION_DEACTIVATE)
+        assert life.state() == "inactive"
+        assert probe.spin_until(lambda: image_subscribers() == 0, 10.0), "camera subscription left behind"
+        probe.spin_for(0.5)
+        received = probe.count("/dpt/depth")
+        probe.spin_for(1.5)
+        assert probe.count("/dpt/depth") == received, "depth published while inactive"
+
+        assert life.transition(Transition.TRANSITION_CLEANUP)
+        assert life.state() == "unconfigured"
+        # Configure and activate again: parameters are not declared twice, inference resumes.
+        assert life.transition(Transition.TRANSITION_CONFIGURE), _log(node_log)
+        assert life.transition(Transition.TRANSITION_ACTIVATE), _log(node_log)
+        assert probe.spin_until(lambda: probe.count("/dpt/depth") >= received + 2, 60.0), _log(node_log)
+        assert node.poll() is None
+    finally:
+        stop_process(camera)
+        code = stop_process(node)
+        if probe is not None:
+            probe.close()
+    assert code == 0, _log(node_log)
+
+
+def test_failed_configure_reports_the_reason_and_keeps_serving_the_lifecycle(ros_env, tmp_path, monkeypatch):
+    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
+        monkeypatch.setenv(key, ros_env[key])
+    node = probe = None
+    node_log = tmp_path / "node.log"
+    missing = tmp_path / "no_such_weights.safetensors"
+    try:
+        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+        node = start_process("dpt_perception.ros.lifecycle_node",
+                             ["-r", f"__node:={NODE}", *param_args(weights=str(missing))], ros_env, node_log)
+        life = Lifecycle(probe, NODE)
+        assert not life.transition(Transition.TRANSITION_CONFIGURE)
+        assert life.state() == "unconfigured"
+        assert node.poll() is None, "a failed configure must not end the process"
+        assert probe.spin_until(lambda: "configure failed: could not load weights" in _log(node_log), 10.0)
+        assert str(missing) in _log(node_log)
+        assert probe.node.count_publishers("/dpt/depth") == 0
+    finally:
+        code = stop_process(node)
+        if probe is not None:
+            probe.close()
+    assert code == 0, _log(node_log)
