@@ -3,7 +3,8 @@
 - GPU out-of-memory during inference (simulated on any machine: the model's forward raises
   `torch.OutOfMemoryError` above a pixel budget, exactly what the CUDA caching allocator raises):
   the Predictor splits the batch, then lowers the network resolution, warns, keeps serving, and
-  remembers the limit so later frames do not hit it again.
+  remembers the limit so later frames do not hit it again. A host allocation that really fails
+  (torch's CPU allocator asked for more than the machine has) is handled the same way.
 - Parameter changes while frames flow through a dpt_node process over real DDS: hundreds of
   SetParameters calls (valid and invalid) never crash or deadlock the node, every call gets an
   answer, and outputs keep coming with the last accepted settings.
@@ -93,6 +94,27 @@ def test_oom_at_the_smallest_resolution_is_raised_not_looped():
     with pytest.raises(torch.OutOfMemoryError):
         predictor.infer_image(_frames(1)[0])
     assert len(calls) < 10, f"{len(calls)} attempts"
+
+
+def test_a_failed_cpu_allocation_lowers_the_resolution_like_an_oom(caplog):
+    """Above the budget the forward asks torch's CPU allocator for 4 PB: the real allocator error
+    (a RuntimeError, not OutOfMemoryError) must be recognised and degrade like a GPU OOM."""
+    model = _model()
+    real = model.forward
+    calls = []
+
+    def forward(pixel_values, **kwargs):
+        calls.append(tuple(pixel_values.shape))
+        if pixel_values.shape[-2] * pixel_values.shape[-1] > 48 * 48:
+            torch.empty(10**15, dtype=torch.float32)  # 4 PB: beyond any address space, always refused
+        return real(pixel_values, **kwargs)
+
+    model.forward = forward
+    predictor = Predictor(model, device="cpu", net_size=96)
+    with caplog.at_level(logging.WARNING):
+        out = predictor.infer_image(_frames(1, 96, 96)[0])
+    assert out.net_shape[0] * out.net_shape[1] <= 48 * 48 and predictor.oom_events >= 1
+    assert "can't allocate memory" in caplog.text and "net_size lowered" in caplog.text
 
 
 def test_other_runtime_errors_are_not_mistaken_for_oom():

@@ -92,6 +92,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for errors that mean "this size does not fit": `torch.OutOfMemoryError` (CUDA and other
+    accelerators) and a failed host allocation, which torch raises as a plain RuntimeError from
+    its CPU allocator ("DefaultCPUAllocator: can't allocate memory")."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
 def upsample_depth(depth_lowres: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(B, h, w) -> (B, H, W) bicubic (align_corners=False, as the reference), clamped >= 0."""
     out = F.interpolate(depth_lowres.unsqueeze(1).float(), size=size, mode="bicubic", align_corners=False)
@@ -226,7 +235,9 @@ class Predictor:
             return [p for chunk in chunks for p in self._infer_degrading(chunk, size)]
         try:
             return self._infer_same_size(images, size)
-        except torch.cuda.OutOfMemoryError as exc:
+        except RuntimeError as exc:
+            if not is_out_of_memory(exc):
+                raise
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             self.oom_events += 1
