@@ -56,12 +56,17 @@ class SegmentationHead(nn.Module):
 
 
 def classify_channels_last(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """A 1x1 convolution computed as (B,H,W,Cin) @ (Cin,K): (B,K,H,W) logits in channels-last memory."""
-    weight = conv.weight.flatten(1)  # (K, Cin)
-    out = torch.einsum("bchw,kc->bhwk", x, weight)
-    if conv.bias is not None:
-        out = out + conv.bias
-    return out.permute(0, 3, 1, 2)
+    """A 1x1 convolution computed as (B,H*W,Cin) @ (Cin,K): (B,K,H,W) logits in channels-last memory.
+    baddbmm reads the NCHW features as transposed matrices without copying them (einsum / matmul
+    fold the batch into rows and copy for B > 1); it exports to ONNX as MatMul + Add."""
+    b, c, h, w = x.shape
+    weight = conv.weight.reshape(conv.out_channels, c).t().expand(b, c, conv.out_channels)
+    features = x.flatten(2).transpose(1, 2)  # (B, H*W, Cin), a view
+    if conv.bias is None:
+        out = torch.bmm(features, weight)
+    else:
+        out = torch.baddbmm(conv.bias, features, weight)
+    return out.view(b, h, w, conv.out_channels).permute(0, 3, 1, 2)
 
 
 class AuxiliaryHead(SegmentationHead):
