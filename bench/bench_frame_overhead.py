@@ -176,12 +176,14 @@ def main() -> int:
         lambda: naive_normalise(rgb, net), "numpy float64 + CHW copy")
     add("depth upsample bicubic (cv2)", lambda: upsample_depth_numpy(depth_low, (h, w)),
         lambda: torch_bicubic(depth_low, (h, w)), "torch bicubic (reference)")
-    def reference_resize(lowres_logits):  # the head's x2, then the reference resize to the frame
-        at_net = F.interpolate(lowres_logits, scale_factor=2, mode="bilinear", align_corners=True)
-        return F.interpolate(at_net, size=(h, w), mode="bilinear", align_corners=False)
 
-    def nearest_ids(lowres_logits):  # the "nearest" path: argmax at network resolution, ids upsampled
-        at_net = F.interpolate(lowres_logits, scale_factor=2, mode="bilinear", align_corners=True)
+    def head_upsample(lowres_logits):  # the segmentation head's x2, which the node's forward skips
+        return F.interpolate(lowres_logits, scale_factor=2, mode="bilinear", align_corners=True)
+
+    def reference_resize(lowres_logits):  # the head's x2, then the reference resize to the frame
+        return F.interpolate(head_upsample(lowres_logits), size=(h, w), mode="bilinear", align_corners=False)
+
+    def nearest_ids(at_net):  # the "nearest" path: argmax at network resolution, ids upsampled
         return labels_nearest(at_net[0].permute(1, 2, 0).numpy().argmax(-1).astype(np.uint8), (h, w))
 
     agreement = {}
@@ -193,15 +195,10 @@ def main() -> int:
             in_total=in_total)
         ref = reference_resize(lowres_logits).argmax(1)[0].numpy()
         agreement[name] = (float(np.mean(labels_from_logits(lowres_logits, (h, w), lowres=True)[0] == ref)),
-                           float(np.mean(nearest_ids(lowres_logits) == ref)))
-    at_net = F.interpolate(scene_logits, scale_factor=2, mode="bilinear", align_corners=True)
-    add("labels: argmax@net + nearest (scene)",
-        lambda: labels_nearest(at_net[0].permute(1, 2, 0).numpy().argmax(-1).astype(np.uint8), (h, w)),
-        None, "-", in_total=False)
-    def head_upsample():
-        return F.interpolate(scene_logits, scale_factor=2, mode="bilinear", align_corners=True)
-
-    head_upsample_ms = median_ms(head_upsample, max(3, r // 3))
+                           float(np.mean(nearest_ids(head_upsample(lowres_logits)) == ref)))
+    at_net = head_upsample(scene_logits)
+    add("labels: argmax@net + nearest (scene)", lambda: nearest_ids(at_net), None, "-", in_total=False)
+    head_upsample_ms = median_ms(lambda: head_upsample(scene_logits), max(3, r // 3))
     add("colourise depth (turbo, robust range)", lambda: colorize_depth(depth),
         lambda: naive_colorize_depth(depth, lut), "full nanpercentile + float index")
     add("colourise labels + blend", lambda: colorize_labels(labels, palette, rgb, 0.5),

@@ -34,9 +34,11 @@ def repo_root() -> Path:
 
 
 @pytest.fixture
-def ros_env(tmp_path):
+def ros_env(tmp_path, monkeypatch):
     """Environment for a child ROS process: a random domain id unique to this test, the
-    package's Fast DDS profile, the source tree first on PYTHONPATH, logs under tmp_path."""
+    package's Fast DDS profile, the source tree first on PYTHONPATH, logs under tmp_path. The DDS
+    variables also apply to this process for the test's duration, so an in-process probe joins
+    the children's domain with the same transport settings."""
     if not HAS_RCLPY:
         pytest.skip("rclpy is not installed (run scripts/setup.sh)")
     env = dict(os.environ)
@@ -46,4 +48,6 @@ def ros_env(tmp_path):
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
     env["ROS_LOG_DIR"] = str(tmp_path / "ros_logs")
     env["PYTHONUNBUFFERED"] = "1"
+    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
+        monkeypatch.setenv(key, env[key])
     return env

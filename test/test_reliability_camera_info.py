@@ -40,11 +40,9 @@ def _diag(probe):
     return status_values(probe.latest_status("info_node:"))
 
 
-def test_camera_info_missing_late_resized_and_unusable(ros_env, tmp_path, monkeypatch):
+def test_camera_info_missing_late_resized_and_unusable(ros_env, tmp_path):
     torch.manual_seed(0)
     save_model(DPT(DPTConfig.tiny(num_classes=3, net_size=[64, 64])).eval(), tmp_path / "tiny")
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
-        monkeypatch.setenv(key, ros_env[key])
     node = probe = None
     log = tmp_path / "node.log"
     try:

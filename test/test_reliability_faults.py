@@ -135,7 +135,7 @@ def test_other_runtime_errors_are_not_mistaken_for_oom():
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_parameter_hammering_while_frames_flow(ros_env, tmp_path, monkeypatch):
+def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
     pytest.importorskip("rclpy", reason="rclpy is not installed")
     pytest.importorskip("dpt_perception.msg", reason="messages not built (run scripts/setup.sh)")
     from diagnostic_msgs.msg import DiagnosticArray
@@ -148,8 +148,6 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path, monkeypatch):
     from dpt_perception.ros.probe import OutputProbe, start_process, stop_process
 
     save_model(_model(), tmp_path / "tiny")
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
-        monkeypatch.setenv(key, ros_env[key])
     rng = random.Random(1234)
     node = camera = probe = None
 

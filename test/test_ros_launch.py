@@ -82,7 +82,7 @@ sys.exit(service.run())
 
 
 @pytest.mark.integration
-def test_launch_file_starts_a_serving_node(ros_env, tmp_path, monkeypatch):
+def test_launch_file_starts_a_serving_node(ros_env, tmp_path):
     pytest.importorskip("launch_testing", reason="launch_testing is not installed (ROS 2 distribution only)")
     pytest.importorskip("launch_ros", reason="launch_ros is not installed (ROS 2 distribution only)")
     from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
@@ -103,8 +103,6 @@ def test_launch_file_starts_a_serving_node(ros_env, tmp_path, monkeypatch):
 
     torch.manual_seed(0)
     save_model(DPT(DPTConfig.tiny(net_size=[64, 64])).eval(), tmp_path / "tiny")
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
-        monkeypatch.setenv(key, ros_env[key])
     args = [
         f"weights:={tmp_path / 'tiny.safetensors'}",
         "net_size:=[64, 64]",

@@ -53,9 +53,7 @@ def tiny_weights(tmp_path):
     return tmp_path / "tiny.safetensors"
 
 
-def test_transitions_create_and_remove_what_each_state_owns(ros_env, tiny_weights, tmp_path, monkeypatch):
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
-        monkeypatch.setenv(key, ros_env[key])
+def test_transitions_create_and_remove_what_each_state_owns(ros_env, tiny_weights, tmp_path):
     node = camera = probe = None
     node_log = tmp_path / "node.log"
     try:
@@ -121,9 +119,7 @@ def test_transitions_create_and_remove_what_each_state_owns(ros_env, tiny_weight
     assert code == 0, _log(node_log)
 
 
-def test_failed_configure_reports_the_reason_and_keeps_serving_the_lifecycle(ros_env, tmp_path, monkeypatch):
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
-        monkeypatch.setenv(key, ros_env[key])
+def test_failed_configure_reports_the_reason_and_keeps_serving_the_lifecycle(ros_env, tmp_path):
     node = probe = None
     node_log = tmp_path / "node.log"
     missing = tmp_path / "no_such_weights.safetensors"

@@ -76,10 +76,8 @@ def _wait_for_outputs(probe, topics, count, timeout):
     return probe.spin_until(lambda: all(probe.count(t) >= count for t in topics), timeout)
 
 
-def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_path, monkeypatch):
+def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_path):
     weights, config = tiny_weights
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
-        monkeypatch.setenv(key, ros_env[key])
     node = camera = probe = None
     try:
         probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
@@ -264,14 +262,12 @@ def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_
 
 
 def test_two_compressed_cameras_are_batched_and_match_the_predictor(
-    ros_env, tiny_weights, tmp_path, monkeypatch
+    ros_env, tiny_weights, tmp_path
 ):
     from dpt_perception.inference.predictor import Predictor
     from dpt_perception.model.checkpoints import load_model
 
     weights, _ = tiny_weights
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
-        monkeypatch.setenv(key, ros_env[key])
     procs = []
     probe = None
     try:
@@ -381,13 +377,11 @@ def test_probe_helpers_time_out_cleanly():
 
 
 def test_fit_mode_waits_for_sparse_depth_then_publishes_fitted_metres(
-    ros_env, tiny_weights, tmp_path, monkeypatch
+    ros_env, tiny_weights, tmp_path
 ):
     """No metres before a fit; then sparse metric depth consistent with 1/z = 0.3 x + 0.2 (made in
     this process from the node's own relative output) yields exactly those metres."""
     weights, _ = tiny_weights
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
-        monkeypatch.setenv(key, ros_env[key])
     node = camera = probe = None
     try:
         probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))

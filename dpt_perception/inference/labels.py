@@ -247,9 +247,13 @@ def labels_from_logits(
     stages_y, stages_x = resize_stages((h, w), size, lowres)
     rows, cols = axis_taps(h, stages_y), axis_taps(w, stages_x)
     threads = torch.get_num_threads() if threads is None else threads
-    # No copy for channels-last fp32 logits; bf16 ones convert 3x faster once contiguous.
-    hwc = logits.permute(0, 2, 3, 1).contiguous().float()
-    return [exact_labels_threaded(frame.numpy(), rows, cols, threads) for frame in hwc]
+    return [exact_labels_threaded(frame, rows, cols, threads) for frame in logits_hwc(logits)]
+
+
+def logits_hwc(logits: torch.Tensor) -> np.ndarray:
+    """(B, C, h, w) CPU logits -> (B, h, w, C) float32 numpy, class axis contiguous. No copy for the
+    head's channels-last fp32 logits; bf16 ones convert 3x faster once contiguous."""
+    return logits.permute(0, 2, 3, 1).contiguous().float().numpy()
 
 
 def exact_labels_threaded(logits_hwc: np.ndarray, rows: AxisTaps, cols: AxisTaps, threads: int) -> np.ndarray:

@@ -36,6 +36,7 @@ from dpt_perception.inference.labels import (
     labels_bilinear,
     labels_from_logits,
     labels_nearest,
+    logits_hwc,
 )
 from dpt_perception.inference.preprocess import (
     check_rgb_image,
@@ -347,8 +348,7 @@ class Predictor:
                 return labels_from_logits(logits, size, lowres=lowres)
             return [a.astype(dtype) for a in labels_bilinear(logits, size).cpu().numpy()]
         if self.device.type == "cpu":  # the head's logits are channels-last: argmax reads them in order
-            hwc = logits.permute(0, 2, 3, 1).contiguous().float().numpy()
-            ids = hwc.argmax(axis=-1).astype(dtype)
+            ids = logits_hwc(logits).argmax(axis=-1).astype(dtype)
         else:
             ids = logits.max(dim=1).indices.to(torch.int32).cpu().numpy().astype(dtype)
         return [labels_nearest(a, size) for a in ids]

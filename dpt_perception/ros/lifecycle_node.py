@@ -16,10 +16,9 @@ import sys
 import traceback
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from dpt_perception.ros.node import DptPerception, StartupError
+from dpt_perception.ros.node import DptPerception, StartupError, serve
 from dpt_perception.ros.parameters import help_text, wants_help
 
 
@@ -76,16 +75,7 @@ def main(argv=None) -> int:
         print(help_text("dpt_lifecycle_node", __doc__))
         return 0
     rclpy.init(args=argv)
-    node = DptLifecycleNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node._cleanup()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return serve(DptLifecycleNode())
 
 
 if __name__ == "__main__":

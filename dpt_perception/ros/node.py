@@ -430,34 +430,40 @@ def _seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def serve(node: DptPerception) -> int:
+    """Spin `node` until Ctrl-C or an external shutdown, then release it and rclpy; returns 0."""
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(argv if argv is not None else sys.argv)
     if wants_help(argv):
         print(help_text("dpt_node", __doc__))
         return 0
     rclpy.init(args=argv)
-    node = None
     try:
-        try:
-            node = DptNode()
-        except StartupError as exc:
-            message = f"dpt_node failed to start: {exc}"
-            rclpy.logging.get_logger("dpt_node").fatal(message)
-            print(message, file=sys.stderr, flush=True)
-            sys.stdout.flush()
-            # Exit now, skipping interpreter teardown: after some failed loads (e.g. a truncated
-            # weights file) that teardown (rclpy/torch/safetensors finalisers) occasionally died
-            # with SIGSEGV, turning a clean "exit 1 with the reason" into a crash.
-            os._exit(1)
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.shutdown()
-            node.destroy_node()
+        node = DptNode()
+    except StartupError as exc:
+        message = f"dpt_node failed to start: {exc}"
+        rclpy.logging.get_logger("dpt_node").fatal(message)
+        print(message, file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # Exit now, skipping interpreter teardown: after some failed loads (e.g. a truncated
+        # weights file) that teardown (rclpy/torch/safetensors finalisers) occasionally died
+        # with SIGSEGV, turning a clean "exit 1 with the reason" into a crash.
+        os._exit(1)
+    except (KeyboardInterrupt, ExternalShutdownException):  # stopped while loading the model
         rclpy.try_shutdown()
-    return 0
+        return 0
+    return serve(node)
 
 
 if __name__ == "__main__":

@@ -229,12 +229,6 @@ class Settings:
     max_batch: int
 
 
-def declare_parameters(node) -> Settings:
-    """Declare every parameter (with its descriptor) on `node` and return a validated snapshot."""
-    declare_only(node)
-    return read_settings(node)
-
-
 def declare_only(node) -> None:
     """Declare every parameter not declared yet, with its descriptor and default (overrides from
     the command line / params file apply). Raises ParameterException for an out-of-range value."""
