@@ -48,6 +48,7 @@ def ros_env(tmp_path, monkeypatch):
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
     env["ROS_LOG_DIR"] = str(tmp_path / "ros_logs")
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a crash in a node process prints its Python stack
     for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
         monkeypatch.setenv(key, env[key])
     return env

@@ -43,7 +43,7 @@ def _cases(tmp_path):
         "weights_text": ([f"weights:={text_file}"], [str(text_file)]),
         "net_size_big": (["net_size:=[64, 100000]"], ["net_size", "100000"]),
         "depth_scale_nan": (["depth_mode:=fixed", "depth_scale:=.nan"], ["depth_scale", "nan"]),
-        "diag_period": (["diagnostics_period:=0.0"], ["diagnostics_period"]),
+        "diag_period": (["diagnostics_period:=0.0"], ["diagnostics_period", "0.05", "60.0"]),
     }
 
 

@@ -414,10 +414,10 @@ class DptNode(DptPerception, Node):
             self._configure()
             self._activate()
         except BaseException:
-            # Release the half-built node now, while the context is alive: leaving it to the
-            # interpreter's teardown (after rclpy shut down) crashed the process now and then.
+            # Release the model and threads; the rcl node itself stays with its context, whose
+            # shutdown destroys it. Destroying it here, milliseconds after creation, crashed
+            # the process now and then (SIGSEGV inside rcl_node_fini while DDS discovery ran).
             self._cleanup()
-            self.destroy_node()
             raise
 
 
@@ -456,9 +456,9 @@ def main(argv=None) -> int:
         rclpy.logging.get_logger("dpt_node").fatal(message)
         print(message, file=sys.stderr, flush=True)
         sys.stdout.flush()
-        # Exit now, skipping interpreter teardown: after some failed loads (e.g. a truncated
-        # weights file) that teardown (rclpy/torch/safetensors finalisers) occasionally died
-        # with SIGSEGV, turning a clean "exit 1 with the reason" into a crash.
+        # Exit now, destroying nothing: tearing down the just-created node and its DDS
+        # participant (or the interpreter, with rclpy/torch finalisers) occasionally died with
+        # SIGSEGV, turning a clean "exit 1 with the reason" into a crash.
         os._exit(1)
     except (KeyboardInterrupt, ExternalShutdownException):  # stopped while loading the model
         rclpy.try_shutdown()

@@ -14,6 +14,7 @@ import textwrap
 from dataclasses import dataclass
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.expand_topic_name import expand_topic_name
 from rclpy.validate_full_topic_name import validate_full_topic_name
 from rclpy.validate_namespace import validate_namespace
@@ -242,7 +243,14 @@ def declare_only(node) -> None:
         if "int_range" in extra:
             lo, hi = extra["int_range"]
             descriptor.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=1)]
-        node.declare_parameter(name, default, descriptor)
+        try:
+            node.declare_parameter(name, default, descriptor)
+        except InvalidParameterValueException as exc:  # an override outside the range
+            lo, hi = extra.get("range") or extra.get("int_range") or ("?", "?")
+            # rclpy keeps the rejected value only inside its message text.
+            found = re.match(r"Invalid parameter value \((.*)\) for parameter", str(exc.args[0]))
+            value = found.group(1) if found else str(exc)
+            raise ValueError(f"invalid parameters: {name} = {value} is outside [{lo}, {hi}]") from exc
 
 
 def read_settings(node) -> Settings:
