@@ -226,10 +226,10 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
                 name = rng.choice(sorted(table))
                 v = rng.choice(table[name])
                 request.parameters.append(Parameter(name=name, value=value(v)))
-            future = set_client.call_async(request)
-            assert probe.spin_until(future.done, 20.0), f"SetParameters call {i} got no answer (deadlock?)"
+            response = probe.call(set_client, request, timeout=30.0)
+            assert response is not None, f"SetParameters call {i} got no answer (deadlock?)"
             answered += 1
-            for param, result in zip(request.parameters, future.result().results):
+            for param, result in zip(request.parameters, response.results):
                 if result.successful:
                     last_good[param.name] = param.value
                 else:
@@ -244,9 +244,9 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
             -3000:
         ]
         request = GetParameters.Request(names=sorted(last_good))
-        future = get_client.call_async(request)
-        assert probe.spin_until(future.done, 20.0)
-        for name, got in zip(request.names, future.result().values):
+        response = probe.call(get_client, request, timeout=30.0)
+        assert response is not None, "GetParameters got no answer"
+        for name, got in zip(request.names, response.values):
             want = last_good[name]
             assert got.type == want.type and (
                 list(got.integer_array_value) == list(want.integer_array_value)

@@ -30,16 +30,24 @@ class Lifecycle:
         ready = lambda: self.get.service_is_ready() and self.change.service_is_ready()  # noqa: E731
         assert probe.spin_until(ready, 30.0), "lifecycle services never appeared"
 
-    def _call(self, client, request, timeout=60.0):
-        future = client.call_async(request)
-        assert self.probe.spin_until(future.done, timeout), f"{client.srv_name} timed out"
-        return future.result()
-
     def state(self) -> str:
-        return self._call(self.get, GetState.Request()).current_state.label
+        response = self.probe.call(self.get, GetState.Request())
+        assert response is not None, "get_state got no answer"
+        return response.current_state.label
 
     def transition(self, transition_id: int) -> bool:
-        return self._call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success
+        """Request a transition once and wait for its answer. A transition must not be sent twice,
+        so a lost reply (see OutputProbe.call) is settled by the state: moved means it ran; still
+        the same state means it failed or never arrived, and a failed one can be asked again."""
+        request = ChangeState.Request(transition=Transition(id=transition_id))
+        before = self.state()
+        for _ in range(3):
+            response = self.probe.call(self.change, request, timeout=20.0, resend_after=None)
+            if response is not None:
+                return response.success
+            if self.state() != before:
+                return True
+        raise AssertionError(f"{self.change.srv_name}: no answer to transition {transition_id}")
 
 
 def _log(path):

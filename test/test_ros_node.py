@@ -67,9 +67,9 @@ def _set_parameters(probe, node_name, **values):
         else:
             pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
         request.parameters.append(Parameter(name=name, value=pv))
-    future = client.call_async(request)
-    assert probe.spin_until(future.done, 15.0), "SetParameters call timed out"
-    return future.result().results
+    response = probe.call(client, request, timeout=30.0)  # setting the same values twice is harmless
+    assert response is not None, "SetParameters call timed out"
+    return response.results
 
 
 def _wait_for_outputs(probe, topics, count, timeout):

@@ -168,6 +168,26 @@ class OutputProbe:
             self.executor.spin_once(timeout_sec=0.05)
         return condition()
 
+    def call(self, client, request, timeout: float = 60.0, resend_after: float | None = 5.0):
+        """The response of service `client` to `request`, or None after `timeout` seconds.
+
+        An unanswered request is sent again every `resend_after` seconds (None: sent once, for
+        requests that must not run twice). Why: a DDS service can receive a request before it has
+        matched the client's reply reader (discovery on a loaded machine) and its reply is then
+        lost; `service_is_ready()` only tells what the client's side has matched."""
+        end = time.monotonic() + timeout
+        if not self.spin_until(client.service_is_ready, timeout):
+            return None
+        while True:
+            future = client.call_async(request)
+            remaining = end - time.monotonic()
+            wait = remaining if resend_after is None else min(resend_after, remaining)
+            if self.spin_until(future.done, max(wait, 0.0)):
+                return future.result()
+            client.remove_pending_request(future)
+            if time.monotonic() >= end:
+                return None
+
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
