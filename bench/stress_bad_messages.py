@@ -253,6 +253,7 @@ def main(argv=None) -> int:
     from dpt_perception.ros.pointcloud2 import cloud_to_arrays
     from dpt_perception.ros.probe import (
         OutputProbe,
+        param_args,
         private_ros_env,
         process_rss_mib,
         start_process,
@@ -267,18 +268,9 @@ def main(argv=None) -> int:
     env = private_ros_env(log_dir=tmp / "ros_logs")
     domain = int(env["ROS_DOMAIN_ID"])
 
-    common = [
-        "-p",
-        f"weights:={weights}",
-        "-p",
-        "depth_mode:=fixed",
-        "-p",
-        "device:=cpu",
-        "-p",
-        "net_size:=[64, 64]",
-        "-p",
-        "diagnostics_period:=0.5",
-    ]
+    common = param_args(
+        weights=weights, depth_mode="fixed", device="cpu", net_size=[64, 64], diagnostics_period=0.5
+    )
     setups = {
         "raw": dict(
             name="stress_raw",
@@ -309,14 +301,12 @@ def main(argv=None) -> int:
                     "-r",
                     f"__node:={s['name']}",
                     *common,
-                    "-p",
-                    f"image_topic:={s['image']}",
-                    "-p",
-                    f"camera_info_topic:={s['info']}",
-                    "-p",
-                    f"output_namespace:={s['ns']}",
-                    "-p",
-                    f"image_transport:={s['transport']}",
+                    *param_args(
+                        image_topic=s["image"],
+                        camera_info_topic=s["info"],
+                        output_namespace=s["ns"],
+                        image_transport=s["transport"],
+                    ),
                 ],
                 env,
                 tmp / f"node_{key}.log",

@@ -23,7 +23,13 @@ from dpt_perception.model import DPT, DPTConfig  # noqa: E402
 from dpt_perception.model.checkpoints import save_model  # noqa: E402
 from dpt_perception.ros.image_conversion import output_image_to_array, rgb8_to_image  # noqa: E402
 from dpt_perception.ros.pointcloud2 import cloud_to_arrays  # noqa: E402
-from dpt_perception.ros.probe import OutputProbe, start_process, status_values, stop_process  # noqa: E402
+from dpt_perception.ros.probe import (  # noqa: E402
+    OutputProbe,
+    param_args,
+    start_process,
+    status_values,
+    stop_process,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 H, W = 48, 64
@@ -56,14 +62,12 @@ def test_camera_info_missing_late_resized_and_unusable(ros_env, tmp_path):
             [
                 "-r",
                 "__node:=info_node",
-                "-p",
-                f"weights:={tmp_path / 'tiny.safetensors'}",
-                "-p",
-                "net_size:=[64, 64]",
-                "-p",
-                "depth_mode:=fixed",
-                "-p",
-                "diagnostics_period:=0.3",
+                *param_args(
+                    weights=tmp_path / "tiny.safetensors",
+                    net_size=[64, 64],
+                    depth_mode="fixed",
+                    diagnostics_period=0.3,
+                ),
             ],
             ros_env,
             log,

@@ -145,7 +145,7 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
     from sensor_msgs.msg import Image, PointCloud2
 
     from dpt_perception.model.checkpoints import save_model
-    from dpt_perception.ros.probe import OutputProbe, start_process, stop_process
+    from dpt_perception.ros.probe import OutputProbe, param_args, start_process, stop_process
 
     save_model(_model(), tmp_path / "tiny")
     rng = random.Random(1234)
@@ -192,23 +192,20 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
             [
                 "-r",
                 "__node:=hammered",
-                "-p",
-                f"weights:={tmp_path / 'tiny.safetensors'}",
-                "-p",
-                "net_size:=[64, 64]",
-                "-p",
-                "depth_mode:=fixed",
-                "-p",
-                "diagnostics_period:=0.3",
-                "-p",
-                "max_batch:=2",
+                *param_args(
+                    weights=tmp_path / "tiny.safetensors",
+                    net_size=[64, 64],
+                    depth_mode="fixed",
+                    diagnostics_period=0.3,
+                    max_batch=2,
+                ),
             ],
             ros_env,
             tmp_path / "node.log",
         )
         camera = start_process(
             "dpt_perception.ros.camera_publisher",
-            ["-p", "rate:=20.0", "-p", "width:=96", "-p", "height:=72", "-p", "distinct_frames:=2"],
+            param_args(rate=20.0, width=96, height=72, distinct_frames=2),
             ros_env,
             tmp_path / "camera.log",
         )
