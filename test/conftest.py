@@ -52,3 +52,52 @@ def ros_env(tmp_path, monkeypatch):
     for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
         monkeypatch.setenv(key, env[key])
     return env
+
+
+def node_start_up_problems(
+    cases: dict, env: dict, node_prefix: str, common=(), timeout: float = 100.0
+) -> list[str]:
+    """Start one `dpt_node` process per case at once and say what is wrong with how each ended.
+
+    `cases` maps a name to (params, words): `name:=value` strings passed with `-p` after `common`,
+    and the words stderr must contain. Each process must exit 1 with "dpt_node failed to start"
+    and its words on stderr and no traceback, within one `timeout` shared by all: a node still
+    running then has accepted the bad input (it is killed). Returns one text per problem."""
+    import subprocess
+    import time
+
+    procs = {}
+    for name, (params, _) in cases.items():
+        args = [sys.executable, "-m", "dpt_perception.ros.node", "--ros-args"]
+        args += ["-r", f"__node:={node_prefix}{name}"]
+        for p in (*common, *params):
+            args += ["-p", p]
+        procs[name] = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    stderrs, started = {}, set()
+    try:
+        for name, proc in procs.items():
+            try:
+                stderrs[name] = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[1]
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stderrs[name] = proc.communicate()[1]
+                started.add(name)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    problems = []
+    for name, (_, words) in cases.items():
+        stderr = stderrs[name].decode(errors="replace")
+        tail = stderr[-1500:]
+        if name in started or procs[name].returncode != 1:
+            problems.append(f"{name}: did not fail start-up (exit {procs[name].returncode})\n{tail}")
+        elif "dpt_node failed to start" not in stderr or "Traceback" in stderr:
+            problems.append(f"{name}: no clean start-up failure message\n{tail}")
+        else:
+            missing = [w for w in words if w not in stderr]
+            if missing:
+                problems.append(f"{name}: message does not name {missing}\n{tail}")
+    return problems

@@ -3,11 +3,9 @@
 value, never a traceback; the same values sent at runtime are refused with a reason.
 """
 
-import subprocess
-import sys
-import time
-
 import pytest
+
+from conftest import node_start_up_problems
 
 pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.sh)")
 torch = pytest.importorskip("torch")
@@ -49,52 +47,8 @@ def _cases(tmp_path):
 
 @pytest.mark.slow
 def test_bad_parameters_stop_start_up_with_a_clear_message(ros_env, tiny_weights, tmp_path):
-    cases = _cases(tmp_path)
-    procs = {}
-    for name, (params, _) in cases.items():
-        args = [
-            sys.executable,
-            "-m",
-            "dpt_perception.ros.node",
-            "--ros-args",
-            "-r",
-            f"__node:=p_{name}",
-            "-p",
-            f"weights:={tiny_weights}",
-            "-p",
-            "net_size:=[64, 64]",
-        ]
-        for p in params:
-            args += ["-p", p]
-        procs[name] = subprocess.Popen(args, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # One deadline for all: a node still running then has accepted a bad value (and is killed).
-    deadline = time.monotonic() + 100.0
-    outputs, started = {}, set()
-    try:
-        for name, proc in procs.items():
-            try:
-                outputs[name] = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                outputs[name] = proc.communicate()
-                started.add(name)
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    problems = []
-    for name, (_, words) in cases.items():
-        stderr = outputs[name][1].decode(errors="replace")
-        tail = stderr[-1500:]
-        if name in started or procs[name].returncode != 1:
-            problems.append(f"{name}: started with a bad value (exit {procs[name].returncode})\n{tail}")
-        elif "dpt_node failed to start" not in stderr or "Traceback" in stderr:
-            problems.append(f"{name}: no clean start-up failure message\n{tail}")
-        else:
-            missing = [w for w in words if w not in stderr]
-            if missing:
-                problems.append(f"{name}: message does not name {missing}\n{tail}")
+    common = [f"weights:={tiny_weights}", "net_size:=[64, 64]"]
+    problems = node_start_up_problems(_cases(tmp_path), ros_env, "p_", common=common, timeout=100.0)
     assert not problems, "\n\n".join(problems)
 
 

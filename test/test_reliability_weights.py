@@ -9,10 +9,10 @@ never get that far: the marker must not exist afterwards.
 import json
 import os
 import pickle
-import subprocess
-import sys
 
 import pytest
+
+from conftest import node_start_up_problems
 
 torch = pytest.importorskip("torch")
 
@@ -199,24 +199,6 @@ def _node_cases(tmp_path, good):
 @pytest.mark.slow
 def test_node_start_up_fails_cleanly_on_bad_weights(ros_env, good, tmp_path):
     marker, cases = _node_cases(tmp_path, good)
-    procs = {}
-    for name, (params, _) in cases.items():
-        args = [sys.executable, "-m", "dpt_perception.ros.node", "--ros-args", "-r", f"__node:=w_{name}"]
-        for p in params:
-            args += ["-p", p]
-        procs[name] = subprocess.Popen(args, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        outputs = {name: proc.communicate(timeout=150) for name, proc in procs.items()}
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    for name, (_, words) in cases.items():
-        stdout, stderr = (s.decode(errors="replace") for s in outputs[name])
-        assert procs[name].returncode == 1, f"{name}: exit {procs[name].returncode}\n{stderr[-3000:]}"
-        assert "dpt_node failed to start" in stderr, f"{name}: {stderr[-3000:]}"
-        assert "Traceback" not in stderr, f"{name}: a traceback instead of a message:\n{stderr[-3000:]}"
-        for word in words:
-            assert word in stderr, f"{name}: {word!r} missing from stderr:\n{stderr[-3000:]}"
+    problems = node_start_up_problems(cases, ros_env, "w_", timeout=150.0)
+    assert not problems, "\n\n".join(problems)
     assert not marker.exists(), "the node executed code from a checkpoint pickle"
