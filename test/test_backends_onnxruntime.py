@@ -11,20 +11,14 @@ from dpt_perception.inference.backends.agreement import compare_outputs
 from dpt_perception.inference.backends.onnxruntime_engine import OnnxRuntimeEngine
 from dpt_perception.inference.export import export_onnx
 from dpt_perception.inference.predictor import Predictor
-from dpt_perception.model import DPT, DPTConfig
+from dpt_perception.model.testing import tiny_model
 
 FP32_DEPTH, FP32_LABELS = 1e-4, 99.9
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(1)
-    model = DPT(DPTConfig.tiny("vit_base")).eval()
-    # Random weights can leave the ReLU-terminated depth head all zero, which would make depth
-    # comparisons vacuous; a positive final bias lets a varying map through.
-    with torch.no_grad():
-        model.heads["depth"].head[-2].bias.fill_(0.5)
-    return model
+    return tiny_model("vit_base", seed=1)
 
 
 @pytest.fixture(scope="module")

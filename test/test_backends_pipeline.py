@@ -15,7 +15,7 @@ from dpt_perception.inference.backends.device_pipeline import DevicePipeline
 from dpt_perception.inference.labels import labels_bilinear, labels_nearest
 from dpt_perception.inference.predictor import Predictor, upsample_depth_numpy
 from dpt_perception.inference.preprocess import preprocess
-from dpt_perception.model import DPT, DPTConfig
+from dpt_perception.model.testing import tiny_model
 
 P = np.array([[100.0, 0, 60.5, 0], [0, 110.0, 40.25, 0], [0, 0, 1, 0]])
 
@@ -30,13 +30,7 @@ def smooth_image(h, w, seed=0):
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(2)
-    model = DPT(DPTConfig.tiny("vit_base", net_size=[64, 64])).eval()
-    # Random weights can leave the ReLU-terminated depth head all zero, which would make depth
-    # comparisons vacuous; a positive final bias lets a varying map through.
-    with torch.no_grad():
-        model.heads["depth"].head[-2].bias.fill_(0.5)
-    return model
+    return tiny_model("vit_base", seed=2, net_size=[64, 64])
 
 
 @pytest.fixture(scope="module")

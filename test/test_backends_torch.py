@@ -12,6 +12,7 @@ from dpt_perception.inference.backends import make_engine
 from dpt_perception.inference.backends.agreement import aligned_depth_error, compare_outputs, label_agreement
 from dpt_perception.inference.backends.torch_engine import TorchEngine
 from dpt_perception.model import DPT, DPTConfig
+from dpt_perception.model.testing import tiny_model
 
 FP32_DEPTH, FP32_LABELS = 1e-4, 99.9
 LOW_DEPTH, LOW_LABELS = 5e-2, 95.0
@@ -21,15 +22,9 @@ cuda_only = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    model = DPT(DPTConfig.tiny("vit_base")).eval()
-    # Random weights can leave the ReLU-terminated depth head all zero, which would make depth
-    # comparisons vacuous. A larger final layer with a small positive bias lets a map through whose
-    # spread is large next to its offset (so bf16's output rounding is not all that is measured).
-    with torch.no_grad():
-        model.heads["depth"].head[-2].weight.mul_(10.0)
-        model.heads["depth"].head[-2].bias.fill_(0.05)
-    return model
+    # A depth map whose spread is large next to its offset, so bf16's output rounding is not all
+    # that is measured.
+    return tiny_model("vit_base", seed=0, depth_bias=0.05, depth_weight_scale=10.0)
 
 
 @pytest.fixture(scope="module")

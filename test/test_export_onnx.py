@@ -10,19 +10,14 @@ import torch
 from dpt_perception.inference import export as export_mod
 from dpt_perception.inference.export import export_onnx, read_metadata, verify_onnx, weights_sha256
 from dpt_perception.model import DPT, DPTConfig
+from dpt_perception.model.testing import tiny_model
 
 ATOL, RTOL = 1e-4, 1e-3
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    model = DPT(DPTConfig.tiny("vit_base")).eval()
-    # Random weights can leave the ReLU-terminated depth head all zero, which would make depth
-    # comparisons vacuous; a positive final bias lets a varying map through.
-    with torch.no_grad():
-        model.heads["depth"].head[-2].bias.fill_(0.5)
-    return model
+    return tiny_model("vit_base", seed=0)
 
 
 @pytest.fixture(scope="module")

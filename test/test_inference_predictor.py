@@ -8,6 +8,7 @@ from dpt_perception.inference.labels import labels_bilinear
 from dpt_perception.inference.predictor import Prediction, Predictor, resolve_device
 from dpt_perception.inference.preprocess import preprocess
 from dpt_perception.model import DPT, DPTConfig
+from dpt_perception.model.testing import tiny_model
 
 
 @pytest.fixture(autouse=True)
@@ -19,14 +20,7 @@ def _few_threads():
 
 
 def make_model(**overrides) -> DPT:
-    torch.manual_seed(0)
-    model = DPT(DPTConfig.tiny(**overrides)).eval()
-    # Random BN statistics and a ReLU depth head can make the tiny depth map all zeros; a positive
-    # bias on the last depth conv keeps it informative for comparisons.
-    with torch.no_grad():
-        if "depth" in model.heads:
-            model.heads["depth"].head[-2].bias.fill_(0.5)
-    return model
+    return tiny_model(seed=0, **overrides)
 
 
 def rgb_image(h, w, seed=0):

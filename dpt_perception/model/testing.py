@@ -1,4 +1,5 @@
-"""Helpers for tests and benchmarks: non-trivial random parameters, segmentation logits of a known layout.
+"""Helpers for tests and benchmarks: tiny models with a live depth map, non-trivial random parameters,
+segmentation logits of a known layout.
 
 Fresh models have zero position embeddings, identity batch norms and zero biases, which would let
 a parity test pass even with swapped or dropped weights; randomising everything avoids that.
@@ -10,6 +11,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dpt_perception.model.config import DPTConfig
+from dpt_perception.model.dpt import DPT
+
+
+@torch.no_grad()
+def tiny_model(
+    *args, seed: int = 0, depth_bias: float = 0.5, depth_weight_scale: float = 1.0, **overrides
+) -> DPT:
+    """`DPT(DPTConfig.tiny(*args, **overrides))` in eval mode, initialised under `torch.manual_seed(seed)`.
+
+    Random weights can leave the ReLU-terminated depth head all zero, which would make depth
+    comparisons vacuous: its last conv gets `depth_bias` as bias and its weights are multiplied by
+    `depth_weight_scale` (a large spread next to a small offset, so low-precision tests measure more
+    than the output rounding)."""
+    torch.manual_seed(seed)
+    model = DPT(DPTConfig.tiny(*args, **overrides)).eval()
+    if "depth" in model.heads:
+        last = model.heads["depth"].head[-2]
+        last.weight.mul_(depth_weight_scale)
+        last.bias.fill_(depth_bias)
+    return model
 
 
 @torch.no_grad()
