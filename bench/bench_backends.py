@@ -19,7 +19,7 @@ Per backend spec (backend:precision[+option...]) it measures
     scale/shift alignment, label agreement %).
 All backends, the peer and a matmul probe are timed in interleaved rounds (one call each per
 round), so load from other processes on a shared machine affects them alike; the peak is the
-fastest probe. GPU timings use CUDA events. Example (the README table):
+fastest probe. GPU timings use CUDA events. Example (the table in docs/benchmarks.md):
     python bench/bench_backends.py --config hybrid --size 384 --iters 10 --threads 2
 """
 

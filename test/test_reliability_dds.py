@@ -1,5 +1,5 @@
 """Bounded runs of the reliability stress scripts over real DDS (the full runs and their figures
-are in the reliability README section):
+are in docs/reliability.md):
 
 - bench/stress_bad_messages.py with 2000 malformed messages into two dpt_node processes: every
   frame accounted for, no error escaping the message checks, throttled warnings, the good frame

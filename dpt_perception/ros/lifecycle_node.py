@@ -7,7 +7,7 @@ Transitions (drive them with `ros2 lifecycle set /dpt_node <transition>` or a li
   deactivate  stop inference, remove the camera topics (the model stays loaded)
   cleanup     release the model
   shutdown    from any state: as deactivate + cleanup
-Parameters, topics and outputs are those of `dpt_node` (README "The node").
+Parameters, topics and outputs are those of `dpt_node` (docs/node.md).
 """
 
 from __future__ import annotations

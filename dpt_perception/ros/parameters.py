@@ -279,7 +279,7 @@ def help_text(executable: str, summary: str) -> str:
         kind = "" if read_only else ", runtime"
         lines += [f"  {name} (default {default!r}{kind})", textwrap.fill(text, 96, initial_indent=" " * 6,
                                                                         subsequent_indent=" " * 6)]
-    lines += ["", "Topics, depth modes and examples: README.md, section 'The node'."]
+    lines += ["", "Topics, depth modes and examples: docs/node.md."]
     return "\n".join(lines)
 
 
