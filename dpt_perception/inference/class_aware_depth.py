@@ -14,8 +14,8 @@ ROS-free: the node builds one `ClassAwareDepth` from its parameters and the mode
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class ClassAwareDepth:
         class_names: Sequence[str] | None,
         too_far: Sequence[str] = (AUTO,),
         exclude: Sequence[str] = (),
-    ) -> "ClassAwareDepth":
+    ) -> ClassAwareDepth:
         """`too_far`: [AUTO] (sky if the model has it, else off), [NONE] or [] (off), or class names
         (each must exist). `exclude`: class names (each must exist), [] or [NONE] for none.
         Raises UnknownClassError naming the valid classes."""
@@ -103,7 +103,9 @@ class ClassAwareDepth:
         table[ids] = True
         return table[labels]
 
-    def apply(self, depth_m: np.ndarray, labels: np.ndarray | None, want_static: bool = False) -> ClassAwareResult:
+    def apply(
+        self, depth_m: np.ndarray, labels: np.ndarray | None, want_static: bool = False
+    ) -> ClassAwareResult:
         """`depth_m` (H, W) float32 metres and `labels` (H, W) integer ids of the same frame.
         Inputs are never modified; without labels or rules the depth passes through."""
         depth = np.asarray(depth_m, dtype=np.float32)

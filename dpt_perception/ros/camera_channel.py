@@ -4,7 +4,7 @@ Topic layout (relative names, so the node namespace and remapping apply):
   inputs   <camera ns>/<image_topic>        sensor_msgs/Image (or .../compressed CompressedImage)
            <camera ns>/<camera_info_topic>  sensor_msgs/CameraInfo
            <camera ns>/<sparse_depth_topic> sensor_msgs/Image 32FC1 m / 16UC1 mm (fit mode only)
-  outputs  <out>/depth, <out>/depth/camera_info, <out>/depth/relative_inverse,
+  outputs  <out>/depth, <out>/depth/camera_info, <out>/depth/relative_inverse, <out>/depth/static,
            <out>/labels, <out>/labels/color, <out>/points
 with <out> = output_namespace, plus /<camera ns> when the node serves several cameras.
 """
@@ -38,19 +38,25 @@ class Needs:
     labels: bool = False
     labels_color: bool = False
     points: bool = False
+    static: bool = False
+    depth_uses_labels: bool = False  # class-aware depth (too-far classes) is on
 
     @property
     def any_inference(self) -> bool:
-        return self.depth or self.relative or self.labels or self.labels_color or self.points
+        return self.depth or self.relative or self.labels or self.labels_color or self.points or self.static
 
     @property
     def depth_head(self) -> bool:
-        return self.depth or self.relative or self.points
+        return self.depth or self.relative or self.points or self.static
 
     @property
     def label_head(self) -> bool:
-        # The point cloud carries a label field, so it needs labels too (when the model segments).
-        return self.labels or self.labels_color or self.points
+        # The point cloud carries a label field, depth/static is masked by class, and with too-far
+        # classes the depth image itself depends on the labels.
+        return (
+            self.labels or self.labels_color or self.points or self.static
+            or (self.depth and self.depth_uses_labels)
+        )
 
 
 def _join(*parts: str) -> str:
@@ -96,7 +102,8 @@ class CameraChannel:
                 Image, resolve(settings.sparse_depth_topic), self._on_sparse, INPUT_QOS
             )
         self.depth_pub = self.depth_info_pub = self.relative_pub = self.points_pub = None
-        self.labels_pub = self.labels_color_pub = None
+        self.labels_pub = self.labels_color_pub = self.static_pub = None
+        self.depth_uses_labels = False  # set by the node from its class-aware depth rules
         if has_depth:
             self.depth_pub = node.create_publisher(Image, _join(out, "depth"), IMAGE_OUTPUT_QOS)
             self.depth_info_pub = node.create_publisher(
@@ -111,6 +118,8 @@ class CameraChannel:
         if has_labels:
             self.labels_pub = node.create_publisher(Image, _join(out, "labels"), IMAGE_OUTPUT_QOS)
             self.labels_color_pub = node.create_publisher(Image, _join(out, "labels/color"), IMAGE_OUTPUT_QOS)
+        if has_depth and has_labels:
+            self.static_pub = node.create_publisher(Image, _join(out, "depth/static"), IMAGE_OUTPUT_QOS)
 
     # ---- inputs kept for the worker ------------------------------------------------------------
     def _on_info(self, msg: CameraInfo) -> None:
@@ -141,6 +150,8 @@ class CameraChannel:
             labels=wanted(self.labels_pub),
             labels_color=wanted(self.labels_color_pub),
             points=wanted(self.points_pub),
+            static=wanted(self.static_pub),
+            depth_uses_labels=self.depth_uses_labels,
         )
 
     def destroy(self, node) -> None:
@@ -149,12 +160,12 @@ class CameraChannel:
             if sub is not None:
                 node.destroy_subscription(sub)
         for pub in (self.depth_pub, self.depth_info_pub, self.relative_pub, self.points_pub,
-                    self.labels_pub, self.labels_color_pub):
+                    self.labels_pub, self.labels_color_pub, self.static_pub):
             if pub is not None:
                 node.destroy_publisher(pub)
         self.image_sub = self.info_sub = self.sparse_sub = None
         self.depth_pub = self.depth_info_pub = self.relative_pub = self.points_pub = None
-        self.labels_pub = self.labels_color_pub = None
+        self.labels_pub = self.labels_color_pub = self.static_pub = None
 
     def input_topics(self) -> list[str]:
         subs = [self.image_sub, self.info_sub] + ([self.sparse_sub] if self.sparse_sub else [])

@@ -28,6 +28,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from dpt_perception.inference.class_aware_depth import ClassAwareDepth
 from dpt_perception.inference.geometry import PointCloudProjector
 from dpt_perception.inference.predictor import Predictor, resolve_device
 from dpt_perception.inference.scheduling import InferenceWorker
@@ -136,6 +137,10 @@ class DptPerception:
         config = self.predictor.config
         self.palette = np.asarray(config.class_colors, dtype=np.uint8) if self.predictor.has_labels else None
         self.projector = PointCloudProjector(s.points_max_range or None, s.points_decimation)
+        try:
+            self.class_rules = self._class_rules(s.too_far_classes, s.points_exclude_classes)
+        except ValueError as exc:
+            raise StartupError(f"invalid parameters: {exc}") from exc
         self.channels: dict[str, CameraChannel] = {}
         self.depth: dict[str, CameraDepth] = {}
         if self.predictor.has_labels:
@@ -150,6 +155,11 @@ class DptPerception:
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._parameter_callbacks_added = True
+        if self.class_rules.too_far_ids.size:
+            log.info(
+                f"class-aware depth: {self.class_rules.names(self.class_rules.too_far_ids)} published as "
+                "+Inf (too far) in depth and left out of points (too_far_classes)"
+            )
         log.info(
             f"configured: weights {s.weights} ({config.variant}, heads: {', '.join(config.heads)}) on "
             f"{self.predictor.device} {s.precision}, net_size {list(self.predictor.net_size)}, "
@@ -181,6 +191,7 @@ class DptPerception:
             except Exception as exc:  # an invalid topic name from the parameters (rclpy / rcl errors)
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise StartupError(f"camera {camera!r}: cannot create its topics: {reason}") from exc
+            channel.depth_uses_labels = bool(self.class_rules.too_far_ids.size)
             self.channels[channel.key] = channel
             self.depth[channel.key] = CameraDepth(self.depth_mode, s.depth_scale, s.depth_shift)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -230,12 +241,26 @@ class DptPerception:
 
 
     # ---- parameters --------------------------------------------------------------------------
+    def _class_rules(self, too_far, exclude) -> ClassAwareDepth:
+        config = self.predictor.config
+        return ClassAwareDepth.from_names(
+            config.class_names if self.predictor.has_labels else None, list(too_far), list(exclude)
+        )
+
     def _validate_parameters(self, params) -> SetParametersResult:
+        s = self.settings
+        classes = {"too_far_classes": s.too_far_classes, "points_exclude_classes": s.points_exclude_classes}
         for param in params:
             if param.name in RUNTIME_PARAMETERS:
                 reason = validate_value(param.name, param.value)
                 if reason is not None:
                     return SetParametersResult(successful=False, reason=reason)
+            if param.name in classes:
+                classes[param.name] = param.value
+        try:  # class names are checked against the loaded model's classes
+            self._class_rules(classes["too_far_classes"], classes["points_exclude_classes"])
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, params) -> None:
@@ -253,6 +278,11 @@ class DptPerception:
                     depth.set_fixed(s.depth_scale, s.depth_shift)
             elif param.name in ("points_decimation", "points_max_range"):
                 self.projector = PointCloudProjector(s.points_max_range or None, s.points_decimation)
+            elif param.name in ("too_far_classes", "points_exclude_classes"):
+                setattr(s, param.name, [str(c) for c in value])
+                self.class_rules = self._class_rules(s.too_far_classes, s.points_exclude_classes)
+                for channel in self.channels.values():
+                    channel.depth_uses_labels = bool(self.class_rules.too_far_ids.size)
 
     # ---- inputs (executor thread: store only) ------------------------------------------------
     def _on_image(self, channel: CameraChannel, msg) -> None:
@@ -308,8 +338,14 @@ class DptPerception:
             metric, relative = converter.convert(prediction.depth, prediction.depth_kind)
             if needs.relative:
                 channel.relative_pub.publish(array_to_image(relative, "32FC1", header))
-            if metric is not None and needs.depth:
-                channel.depth_pub.publish(outputs.metric_depth_image(metric, header, s.max_depth))
+        classed = None
+        if metric is not None:
+            classed = self.class_rules.apply(metric, prediction.labels, want_static=needs.static)
+            if needs.depth:
+                channel.depth_pub.publish(outputs.metric_depth_image(classed.depth, header, s.max_depth))
+            if needs.static and classed.static_depth is not None:
+                static = outputs.metric_depth_image(classed.static_depth, header, s.max_depth)
+                channel.static_pub.publish(static)
         info = channel.latest_info()
         if info is None and (needs.depth_info or needs.points):
             self.get_logger().warning(
@@ -331,7 +367,8 @@ class DptPerception:
             colour = rgb if (s.points_color == "image" or labels is None) else self.palette[labels]
             try:
                 cloud = outputs.point_cloud(
-                    self.projector, metric, outputs.projection_matrix(scaled_info), colour, labels, header
+                    self.projector, classed.points_depth, outputs.projection_matrix(scaled_info), colour,
+                    labels, header,
                 )
             except ValueError as exc:  # unusable intrinsics: skip the cloud, keep depth and labels
                 self.get_logger().warning(

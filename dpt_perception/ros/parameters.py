@@ -184,6 +184,23 @@ _SPEC: dict[str, tuple] = {
         False,
         {},
     ),
+    "too_far_classes": (
+        ["auto"],
+        _T.PARAMETER_STRING_ARRAY,
+        "Classes whose pixels are +Inf in depth (REP 118 'too far') and produce no point: ['auto'] = "
+        "the class named sky when the model has one; ['none'] = off; or class names of the model "
+        "(unknown names are rejected with the list of valid ones). Changeable at runtime.",
+        False,
+        {},
+    ),
+    "points_exclude_classes": (
+        [""],
+        _T.PARAMETER_STRING_ARRAY,
+        "Classes left out of `points` and NaN in `depth/static` (e.g. ['person', 'car'] to map only "
+        "the static world); [''] = none. Changeable at runtime.",
+        False,
+        {},
+    ),
     "diagnostics_period": (
         1.0,
         _T.PARAMETER_DOUBLE,
@@ -226,6 +243,8 @@ class Settings:
     points_decimation: int
     points_max_range: float
     points_color: str
+    too_far_classes: list[str]
+    points_exclude_classes: list[str]
     diagnostics_period: float
     max_batch: int
 
@@ -258,6 +277,8 @@ def read_settings(node) -> Settings:
     values = {name: node.get_parameter(name).value for name in _SPEC}
     values["net_size"] = [int(v) for v in values["net_size"]]
     values["cameras"] = [str(c) for c in values["cameras"]] or [""]
+    for name in ("too_far_classes", "points_exclude_classes"):
+        values[name] = [str(c) for c in values[name]]
     settings = Settings(**values)
     problems = [p for name in _SPEC if (p := validate_value(name, getattr(settings, name))) is not None]
     if problems:
