@@ -29,7 +29,8 @@ ARGUMENTS = {
     "camera_info_topic": ("", "sensor_msgs/CameraInfo topic of the camera."),
     "image_transport": ("", "raw or compressed."),
     "model": ("", "Architecture preset name (only for checkpoints that do not identify themselves)."),
-    "weights": ("", "Official checkpoint name (downloaded once) or a checkpoint path."),
+    "weights": ("", "One checkpoint (official name, downloaded once, or a path) or a depth + segmentation "
+                    "pair '[dpt_hybrid_nyu, dpt_hybrid_ade20k]'."),
     "device": ("", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N."),
     "precision": ("", "fp32, fp16 (CUDA) or bf16."),
     "net_size": ("", "Inference resolution as [height, width], multiples of 32, e.g. '[384, 512]'."),

@@ -88,6 +88,31 @@ def lookup(name: str) -> OfficialWeights:
     raise KeyError(f"unknown weights {name!r}; known: {known}")
 
 
+def pair_key(sources) -> str:
+    """The cache name of a depth + segmentation pair, the same in either order: official names by
+    their alias, paths by file stem + a hash of the absolute path (two files named alike differ)."""
+    keys = []
+    for source in sources:
+        try:
+            keys.append(lookup(str(source)).alias)
+        except KeyError:
+            path = Path(source).expanduser().resolve()
+            keys.append(f"{path.stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}")
+    return "+".join(sorted(keys))
+
+
+def distilled_target(sources, cache_dir: str | Path | None = None) -> Path:
+    """Where the one-encoder student distilled from the pair `sources` is cached (our format)."""
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return cache / "distilled" / f"{pair_key(sources)}.safetensors"
+
+
+def distilled_path(sources, cache_dir: str | Path | None = None) -> Path | None:
+    """The cached distilled checkpoint for the pair `sources`, or None when there is none yet."""
+    target = distilled_target(sources, cache_dir)
+    return target if target.is_file() and target.with_suffix(".json").is_file() else None
+
+
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

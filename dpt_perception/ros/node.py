@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ from dpt_perception.inference.class_aware_depth import ClassAwareDepth
 from dpt_perception.inference.geometry import PointCloudProjector
 from dpt_perception.inference.predictor import Predictor, resolve_device
 from dpt_perception.inference.scheduling import InferenceWorker
+from dpt_perception.inference.weights import distilled_target
+from dpt_perception.model.pair import TaskPair
 from dpt_perception.msg import ClassTable
 from dpt_perception.ros import outputs
 from dpt_perception.ros.camera_channel import CameraChannel, Needs
@@ -60,10 +63,35 @@ class StartupError(RuntimeError):
     """The node cannot serve (bad parameters, model that does not load or run)."""
 
 
-def load_dpt_model(weights: str, preset: str):
-    """A DPT from `weights`: a checkpoint path (our format, HF directory, official file) or an
-    official checkpoint name (file stem or alias, downloaded once into the cache and hash-checked
-    by inference.weights). `preset` names the architecture when the file does not say it."""
+def load_dpt_model(weights: str | Sequence[str], preset: str):
+    """The model for `weights`: one checkpoint, or a [depth, segmentation] pair (either order) as a
+    `TaskPair` (two encoders per frame) unless a distilled one-encoder checkpoint for that pair is
+    cached (`inference.weights.distilled_path`), which is then loaded instead.
+
+    Each source is a checkpoint path (our format, HF directory, official file) or an official
+    checkpoint name (file stem or alias, downloaded once into the cache and hash-checked by
+    inference.weights). `preset` names the architecture when a single file does not say it."""
+    from dpt_perception.inference.weights import distilled_path
+    from dpt_perception.model.checkpoints import load_model
+    from dpt_perception.model.pair import make_pair
+
+    sources = [weights] if isinstance(weights, str) else list(weights)
+    if len(sources) == 1:
+        return _load_one(sources[0], preset)
+    if len(sources) != 2:
+        raise ValueError(f"weights takes one checkpoint or a [depth, segmentation] pair, got {sources}")
+    if preset:
+        raise ValueError(
+            f"model {preset!r} names one architecture, but weights is a pair {sources}: each checkpoint "
+            "of a pair must identify itself (our format, HF, or an official file under its release name)"
+        )
+    shared = distilled_path(sources)
+    if shared is not None:
+        return load_model(shared)
+    return make_pair(*(_load_one(source, "") for source in sources))
+
+
+def _load_one(weights: str, preset: str):
     from dpt_perception.inference.weights import lookup, resolve_weights
     from dpt_perception.model.checkpoints import load_model
 
@@ -89,6 +117,21 @@ def build_engine(model, backend: str, device: str, precision: str):
 
     resolved = resolve_device(device)
     return make_engine(model, backend, device=resolved, precision=precision), resolved, "fp32"
+
+
+def describe_model(model, weights: Sequence[str], net_h: int, net_w: int) -> str:
+    """One line for the start-up log and /diagnostics: how many encoders run per frame, and for a
+    pair what each costs (measured on the start-up check frame) and how to get to one encoder."""
+    if not isinstance(model, TaskPair):
+        return f"one encoder ({model.config.variant}) for heads {', '.join(model.config.heads)}"
+    cost = model.last_ms
+    return (
+        f"depth + segmentation pair: TWO encoders per frame (depth {model.depth_model.config.variant} "
+        f"{cost.get('depth', float('nan')):.0f} ms + segmentation {model.segmentation_model.config.variant} "
+        f"{cost.get('segmentation', float('nan')):.0f} ms at {net_h}x{net_w} on the start-up frame); "
+        f"distil it into one encoder: ros2 run dpt_perception train --config config/distill_hybrid.yaml "
+        f"(writes {distilled_target(weights)}, used automatically)"
+    )
 
 
 class DptPerception:
@@ -128,8 +171,15 @@ class DptPerception:
                 s.sparse_depth_topic,
             )
             # One forward on a dummy frame: a model that cannot run fails here, not on the first image.
+            # A pair measures each of its models on it: the cost of the two encoders is reported.
             net_h, net_w = self.predictor.net_size
+            pair = model if isinstance(model, TaskPair) else None
+            if pair is not None:
+                pair.measure = True
             self.predictor.infer_image(np.zeros((net_h, net_w, 3), np.uint8))
+            if pair is not None:
+                pair.measure = False
+            self.model_summary = describe_model(model, s.weights, net_h, net_w)
         except (ValueError, DepthModeError, RuntimeError, ImportError) as exc:
             raise StartupError(f"{type(exc).__name__}: {exc}") from exc
         for warning in self.depth_warnings:
@@ -149,7 +199,8 @@ class DptPerception:
             )
             self.class_table_pub.publish(
                 outputs.class_table(
-                    config.class_names, config.class_colors, s.weights, self.get_clock().now().to_msg()
+                    config.class_names, config.class_colors, " + ".join(s.weights),
+                    self.get_clock().now().to_msg(),
                 )
             )
         self.add_on_set_parameters_callback(self._validate_parameters)
@@ -160,8 +211,9 @@ class DptPerception:
                 f"class-aware depth: {self.class_rules.names(self.class_rules.too_far_ids)} published as "
                 "+Inf (too far) in depth and left out of points (too_far_classes)"
             )
+        log.info(f"model: {self.model_summary}")
         log.info(
-            f"configured: weights {s.weights} ({config.variant}, heads: {', '.join(config.heads)}) on "
+            f"configured: weights {' + '.join(s.weights)} (heads: {', '.join(config.heads)}) on "
             f"{self.predictor.device} {s.precision}, net_size {list(self.predictor.net_size)}, "
             f"depth_mode {self.depth_mode}"
         )
@@ -401,7 +453,8 @@ class DptPerception:
         common = {
             "device": str(self.predictor.device),
             "precision": s.precision,
-            "weights": s.weights,
+            "weights": " + ".join(s.weights),
+            "model": self.model_summary,
             "net_size (HxW)": "x".join(map(str, self.predictor.net_size)),
             "depth mode": self.depth_mode,
             "worker errors": str(worker.errors),

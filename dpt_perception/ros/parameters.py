@@ -27,6 +27,8 @@ TRANSPORTS = ("raw", "compressed")
 POINT_COLORS = ("image", "labels")
 NET_SIZE_MULTIPLE = 32  # DPTConfig.net_size must be multiples of 32 (4 stride-2 fusion levels x patch 16 / 2)
 NET_SIZE_RANGE = (32, 4096)
+# Depth (NYUv2 metric) + segmentation (ADE20K, 150 classes): every output from a default start.
+DEFAULT_WEIGHTS = ("dpt_hybrid_nyu", "dpt_hybrid_ade20k")
 MODEL_NET_SIZE = (0, 0)  # net_size value meaning "the model's own"; [] cannot be typed in a params file
 
 _T = ParameterType
@@ -42,12 +44,15 @@ _SPEC: dict[str, tuple] = {
         {},
     ),
     "weights": (
-        "dpt_hybrid_nyu",
-        _T.PARAMETER_STRING,
-        "Official checkpoint name (downloaded once, hash-checked, cached) or a path to a checkpoint "
-        "file (our *.safetensors + *.json, or an official/HF/timm file).",
+        list(DEFAULT_WEIGHTS),
+        _T.PARAMETER_STRING_ARRAY,
+        "One checkpoint, or a depth + segmentation pair [DEPTH, SEG] (either order) served together: "
+        "each an official checkpoint name (downloaded once, hash-checked, cached) or a path (our "
+        "*.safetensors + *.json, an HF directory or an official .pt file). A pair runs its two encoders "
+        "per frame unless a distilled one-encoder checkpoint for it is cached. A single string is "
+        "accepted too.",
         True,
-        {},
+        {"dynamic_typing": True},
     ),
     "device": ("auto", _T.PARAMETER_STRING, f"Inference device: {DEVICES_HELP}.", True, {}),
     "precision": (
@@ -223,7 +228,7 @@ RUNTIME_PARAMETERS = tuple(name for name, spec in _SPEC.items() if not spec[3])
 @dataclass
 class Settings:
     model: str
-    weights: str
+    weights: list[str]
     device: str
     precision: str
     backend: str
@@ -255,7 +260,10 @@ def declare_only(node) -> None:
     for name, (default, ptype, text, read_only, extra) in _SPEC.items():
         if node.has_parameter(name):  # a lifecycle node configured before
             continue
-        descriptor = ParameterDescriptor(name=name, type=ptype, description=text, read_only=read_only)
+        descriptor = ParameterDescriptor(
+            name=name, type=ptype, description=text, read_only=read_only,
+            dynamic_typing=bool(extra.get("dynamic_typing", False)),
+        )
         if "range" in extra:
             lo, hi = extra["range"]
             descriptor.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]
@@ -276,6 +284,7 @@ def read_settings(node) -> Settings:
     """A validated snapshot of the declared parameters (ValueError naming every problem)."""
     values = {name: node.get_parameter(name).value for name in _SPEC}
     values["net_size"] = [int(v) for v in values["net_size"]]
+    values["weights"] = weights_sources(values["weights"])
     values["cameras"] = [str(c) for c in values["cameras"]] or [""]
     for name in ("too_far_classes", "points_exclude_classes"):
         values[name] = [str(c) for c in values[name]]
@@ -284,6 +293,17 @@ def read_settings(node) -> Settings:
     if problems:
         raise ValueError("invalid parameters: " + "; ".join(problems))
     return settings
+
+
+def weights_sources(value) -> list[str]:
+    """`weights` as a list of sources: a string array as given, a single string as one source, and a
+    string that is a list written out ("[a, b]", e.g. from a launch argument) as that list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            return [part.strip().strip("'\"") for part in text[1:-1].split(",") if part.strip()]
+        return [text]
+    return [str(v) for v in value]
 
 
 def help_text(executable: str, summary: str) -> str:
@@ -369,8 +389,11 @@ def validate_value(name: str, value) -> str | None:
         value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit())
     ):
         return f"device must be {DEVICES_HELP}, got {value!r}"
-    if name == "weights" and not value:
-        return "weights must name an official checkpoint or a checkpoint path, got ''"
+    if name == "weights" and (not 1 <= len(value) <= 2 or not all(value)):
+        return (
+            "weights must be one checkpoint or a [depth, segmentation] pair (official names or paths), "
+            f"got {list(value)}"
+        )
     if name == "cameras" and len(set(value)) != len(value):
         return f"cameras must be distinct, got {list(value)}"
     if name == "depth_scale" and value <= 0.0:

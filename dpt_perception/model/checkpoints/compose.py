@@ -34,7 +34,12 @@ _SHARED_FIELDS = (
 )
 
 
-def composed_config(depth_cfg: DPTConfig, seg_cfg: DPTConfig, encoder_from: str) -> DPTConfig:
+def composed_config(
+    depth_cfg: DPTConfig, seg_cfg: DPTConfig, encoder_from: str, same_architecture: bool = True
+) -> DPTConfig:
+    """The config of one model with both tasks: the `encoder_from` model's encoder, each task's own
+    neck and head. `same_architecture=False` skips the encoder-compatibility check: the config then
+    only describes the joint outputs (a `model.pair.TaskPair` keeps both encoders)."""
     if "depth" not in depth_cfg.heads or "segmentation" not in seg_cfg.heads:
         raise CheckpointError(
             f"compose needs a depth model and a segmentation model; got heads "
@@ -45,7 +50,7 @@ def composed_config(depth_cfg: DPTConfig, seg_cfg: DPTConfig, encoder_from: str)
     diffs = [
         f"{f}: {getattr(depth_cfg, f)} vs {getattr(seg_cfg, f)}"
         for f in _SHARED_FIELDS
-        if getattr(depth_cfg, f) != getattr(seg_cfg, f)
+        if same_architecture and getattr(depth_cfg, f) != getattr(seg_cfg, f)
     ]
     if diffs:
         raise CheckpointError(

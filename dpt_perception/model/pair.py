@@ -1,0 +1,103 @@
+"""`TaskPair`: a depth model and a segmentation model with their OWN encoders, behind the DPT
+forward contract, so the Predictor, the node and the backends serve both tasks from one call.
+
+The official releases are single-task files with different encoders, so joining them into one
+shared-encoder model keeps only one task exact (`checkpoints.compose`). The pair keeps both
+exact at the cost of two encoder passes per frame; distilling the pair into one shared encoder
+(`training.distill`) removes that cost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .checkpoints.common import CheckpointError
+from .checkpoints.compose import composed_config
+from .dpt import DPT
+
+
+def task_of(model: DPT) -> str:
+    """'depth', 'segmentation' or 'both' from the model's heads."""
+    heads = set(model.config.heads)
+    return "both" if heads == {"depth", "segmentation"} else heads.pop()
+
+
+class TaskPair(nn.Module):
+    """forward(pixel_values, heads=None, lowres_logits=False) -> {"depth": ..., "segmentation": ...}
+    exactly as each model alone would give; a task nobody asks for skips its model entirely.
+
+    `config` describes the joint outputs (depth semantics and net size of the depth model, classes
+    of the segmentation model); it is also the architecture a distilled student takes."""
+
+    encoder_passes = 2  # per frame with both tasks requested (a DPT has 1)
+
+    def __init__(self, depth_model: DPT, segmentation_model: DPT):
+        super().__init__()
+        problems = []
+        if "depth" not in depth_model.config.heads:
+            problems.append(f"the depth model has no depth head (heads {depth_model.config.heads})")
+        if "segmentation" not in segmentation_model.config.heads:
+            problems.append(
+                f"the segmentation model has no segmentation head (heads {segmentation_model.config.heads})"
+            )
+        if problems:
+            raise CheckpointError(
+                "a depth + segmentation pair needs one model of each task: " + "; ".join(problems)
+            )
+        d, s = depth_model.config, segmentation_model.config
+        if (d.mean, d.std) != (s.mean, s.std):
+            raise CheckpointError(
+                f"the pair's models expect different input normalisation (depth mean/std {d.mean}/{d.std}, "
+                f"segmentation {s.mean}/{s.std}); one preprocessed frame cannot serve both"
+            )
+        self.depth_model = depth_model
+        self.segmentation_model = segmentation_model
+        self.config = composed_config(d, s, encoder_from="depth", same_architecture=False)
+        # With `measure` set, forward records each task's model time in `last_ms` (synchronising
+        # CUDA, so only for a check frame: the node reports the pair's cost this way).
+        self.measure = False
+        self.last_ms: dict[str, float] = {}
+
+    def _timed(self, task: str, run):
+        if not self.measure:
+            return run()
+        sync = torch.cuda.synchronize if next(self.parameters()).is_cuda else (lambda: None)
+        sync()
+        start = time.perf_counter()
+        out = run()
+        sync()
+        self.last_ms[task] = (time.perf_counter() - start) * 1000.0
+        return out
+
+    def forward(
+        self, pixel_values: torch.Tensor, heads: Sequence[str] | None = None, lowres_logits: bool = False
+    ) -> dict[str, torch.Tensor]:
+        wanted = list(self.config.heads) if heads is None else list(heads)
+        unknown = [h for h in wanted if h not in self.config.heads]
+        if unknown:
+            raise ValueError(f"heads={wanted} asks for a head this pair lacks; it has {self.config.heads}")
+        out: dict[str, torch.Tensor] = {}
+        if "depth" in wanted:
+            out.update(self._timed("depth", lambda: self.depth_model(pixel_values, heads=["depth"])))
+        if "segmentation" in wanted:
+            out.update(self._timed("segmentation", lambda: self.segmentation_model(
+                pixel_values, heads=["segmentation"], lowres_logits=lowres_logits
+            )))
+        return out
+
+
+def make_pair(first: DPT, second: DPT) -> TaskPair:
+    """A TaskPair from two single-task models given in either order; a clear error when they are
+    not one depth and one segmentation model."""
+    tasks = (task_of(first), task_of(second))
+    if sorted(tasks) != ["depth", "segmentation"]:
+        raise CheckpointError(
+            f"a pair needs one depth and one segmentation checkpoint; got a {tasks[0]} model and a "
+            f"{tasks[1]} model (heads {first.config.heads} and {second.config.heads})"
+        )
+    depth, seg = (first, second) if tasks[0] == "depth" else (second, first)
+    return TaskPair(depth, seg)

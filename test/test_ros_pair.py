@@ -1,0 +1,121 @@
+"""A depth + segmentation pair (two single-task checkpoints with different encoders) served by the
+node over real DDS: every output appears, depth equals the depth model alone and labels the
+segmentation model alone on the frames the camera sent, and the start-up log and /diagnostics name
+the two-encoder cost. Bad pairs fail start-up with a clear message."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.sh)")
+torch = pytest.importorskip("torch")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
+
+from dpt_perception.inference.predictor import Predictor  # noqa: E402
+from dpt_perception.model.checkpoints import save_model  # noqa: E402
+from dpt_perception.model.testing import tiny_model  # noqa: E402
+from dpt_perception.ros.image_conversion import image_to_rgb8, output_image_to_array  # noqa: E402
+from dpt_perception.ros.probe import (  # noqa: E402
+    OutputProbe,
+    param_args,
+    start_process,
+    status_values,
+    stop_process,
+)
+
+from conftest import node_start_up_problems  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+WIDTH, HEIGHT = 96, 64
+OUTPUTS = {
+    "/dpt/depth": Image,
+    "/dpt/depth/relative_inverse": Image,
+    "/dpt/labels": Image,
+    "/dpt/labels/color": Image,
+    "/dpt/points": PointCloud2,
+}
+
+
+@pytest.fixture
+def teachers(tmp_path):
+    depth = tiny_model("vit_hybrid", heads=["depth"], seed=1, net_size=[64, 96])
+    seg = tiny_model("vit_base", heads=["segmentation"], seed=2, num_classes=6)
+    save_model(depth, tmp_path / "depth_teacher")
+    save_model(seg, tmp_path / "seg_teacher")
+    return depth, seg, tmp_path / "depth_teacher.safetensors", tmp_path / "seg_teacher.safetensors"
+
+
+def _key(header):
+    return (header.stamp.sec, header.stamp.nanosec)
+
+
+def test_pair_serves_every_output_each_equal_to_its_own_model(ros_env, teachers, tmp_path):
+    depth, seg, depth_file, seg_file = teachers
+    node = camera = probe = None
+    try:
+        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+        node = start_process(
+            "dpt_perception.ros.node",
+            ["-r", "__node:=dpt_pair_node",
+             *param_args(weights=[seg_file, depth_file], depth_mode="fixed", depth_shift=0.5,
+                         diagnostics_period=0.5)],
+            ros_env,
+            tmp_path / "node.log",
+        )
+        camera = start_process(
+            "dpt_perception.ros.camera_publisher",
+            param_args(rate=5.0, width=WIDTH, height=HEIGHT, distinct_frames=2),
+            ros_env,
+            tmp_path / "camera.log",
+        )
+        probe.subscribe("/camera/image_raw", Image, qos_profile_sensor_data)
+        probe.subscribe("/diagnostics", DiagnosticArray, 10)
+        for topic, msg_type in OUTPUTS.items():
+            probe.subscribe(topic, msg_type, qos_profile_sensor_data)
+        assert probe.spin_until(lambda: all(probe.count(t) >= 3 for t in OUTPUTS), 90.0), (
+            {t: probe.count(t) for t in OUTPUTS}, (tmp_path / "node.log").read_text()[-3000:])
+
+        frames = {_key(m.header): image_to_rgb8(m) for _, m in probe.messages["/camera/image_raw"]}
+        relative = {_key(m.header): m for _, m in probe.messages["/dpt/depth/relative_inverse"]}
+        labels = {_key(m.header): m for _, m in probe.messages["/dpt/labels"]}
+        common = sorted(set(frames) & set(relative) & set(labels))
+        assert common, "no frame with both outputs and its camera image"
+        depth_alone = Predictor(depth, device="cpu")
+        seg_alone = Predictor(seg, device="cpu", net_size=(64, 96))
+        for key in common:
+            rgb = frames[key]
+            np.testing.assert_allclose(
+                output_image_to_array(relative[key]), depth_alone.infer_image(rgb).depth, rtol=1e-5, atol=1e-6
+            )
+            want_labels = seg_alone.infer_image(rgb).labels
+            np.testing.assert_array_equal(output_image_to_array(labels[key]), want_labels)
+
+        log = (tmp_path / "node.log").read_text(errors="replace")
+        assert "TWO encoders per frame" in log, log[-3000:]
+        assert probe.spin_until(lambda: probe.latest_status(suffix=": camera") is not None, 20.0)
+        values = status_values(probe.latest_status(suffix=": camera"))
+        assert "TWO encoders" in values["model"] and " ms " in values["model"], values
+        assert "seg_teacher" in values["weights"] and "depth_teacher" in values["weights"]
+        assert node.poll() is None
+    finally:
+        stop_process(camera)
+        stop_process(node)
+        if probe is not None:
+            probe.close()
+
+
+def test_bad_pairs_fail_start_up_clearly(ros_env, teachers, tmp_path):
+    _, _, depth_file, seg_file = teachers
+    cases = {
+        "two_depth": ([f"weights:=[{depth_file}, {depth_file}]"], ["a depth model and a depth model"]),
+        "three": ([f"weights:=[{depth_file}, {seg_file}, {seg_file}]"], ["[depth, segmentation] pair"]),
+        "with_preset": ([f"weights:=[{depth_file}, {seg_file}]", "model:=dpt_hybrid_nyu"],
+                        ["must identify itself"]),
+        "sky_requested": ([f"weights:=[{depth_file}, {seg_file}]", "too_far_classes:=[sky]"],
+                          ["unknown class name(s) ['sky']", "class_0"]),
+    }
+    problems = node_start_up_problems(cases, ros_env, "dpt_bad_pair_")
+    assert not problems, "\n\n".join(problems)
