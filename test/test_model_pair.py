@@ -88,7 +88,7 @@ def test_bad_pairs_are_refused_naming_the_tasks(teachers):
 
 
 def test_node_loader_builds_the_pair_or_the_cached_distilled_model(teachers, tmp_path, monkeypatch):
-    from dpt_perception.ros.node import load_dpt_model
+    from dpt_perception.inference.loading import load_dpt_model
 
     monkeypatch.setenv("DPT_PERCEPTION_CACHE", str(tmp_path / "cache"))
     depth, seg = teachers

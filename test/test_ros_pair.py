@@ -59,9 +59,16 @@ def test_pair_serves_every_output_each_equal_to_its_own_model(ros_env, teachers,
         probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
         node = start_process(
             "dpt_perception.ros.node",
-            ["-r", "__node:=dpt_pair_node",
-             *param_args(weights=[seg_file, depth_file], depth_mode="fixed", depth_shift=0.5,
-                         diagnostics_period=0.5)],
+            [
+                "-r",
+                "__node:=dpt_pair_node",
+                *param_args(
+                    weights=[seg_file, depth_file],
+                    depth_mode="fixed",
+                    depth_shift=0.5,
+                    diagnostics_period=0.5,
+                ),
+            ],
             ros_env,
             tmp_path / "node.log",
         )
@@ -76,7 +83,9 @@ def test_pair_serves_every_output_each_equal_to_its_own_model(ros_env, teachers,
         for topic, msg_type in OUTPUTS.items():
             probe.subscribe(topic, msg_type, qos_profile_sensor_data)
         assert probe.spin_until(lambda: all(probe.count(t) >= 3 for t in OUTPUTS), 90.0), (
-            {t: probe.count(t) for t in OUTPUTS}, (tmp_path / "node.log").read_text()[-3000:])
+            {t: probe.count(t) for t in OUTPUTS},
+            (tmp_path / "node.log").read_text()[-3000:],
+        )
 
         frames = {_key(m.header): image_to_rgb8(m) for _, m in probe.messages["/camera/image_raw"]}
         relative = {_key(m.header): m for _, m in probe.messages["/dpt/depth/relative_inverse"]}
@@ -112,10 +121,14 @@ def test_bad_pairs_fail_start_up_clearly(ros_env, teachers, tmp_path):
     cases = {
         "two_depth": ([f"weights:=[{depth_file}, {depth_file}]"], ["a depth model and a depth model"]),
         "three": ([f"weights:=[{depth_file}, {seg_file}, {seg_file}]"], ["[depth, segmentation] pair"]),
-        "with_preset": ([f"weights:=[{depth_file}, {seg_file}]", "model:=dpt_hybrid_nyu"],
-                        ["must identify itself"]),
-        "sky_requested": ([f"weights:=[{depth_file}, {seg_file}]", "too_far_classes:=[sky]"],
-                          ["unknown class name(s) ['sky']", "class_0"]),
+        "with_preset": (
+            [f"weights:=[{depth_file}, {seg_file}]", "model:=dpt_hybrid_nyu"],
+            ["must identify itself"],
+        ),
+        "sky_requested": (
+            [f"weights:=[{depth_file}, {seg_file}]", "too_far_classes:=[sky]"],
+            ["unknown class name(s) ['sky']", "class_0"],
+        ),
     }
     problems = node_start_up_problems(cases, ros_env, "dpt_bad_pair_")
     assert not problems, "\n\n".join(problems)

@@ -84,9 +84,14 @@ class TaskPair(nn.Module):
         if "depth" in wanted:
             out.update(self._timed("depth", lambda: self.depth_model(pixel_values, heads=["depth"])))
         if "segmentation" in wanted:
-            out.update(self._timed("segmentation", lambda: self.segmentation_model(
-                pixel_values, heads=["segmentation"], lowres_logits=lowres_logits
-            )))
+            out.update(
+                self._timed(
+                    "segmentation",
+                    lambda: self.segmentation_model(
+                        pixel_values, heads=["segmentation"], lowres_logits=lowres_logits
+                    ),
+                )
+            )
         return out
 
 
@@ -101,3 +106,16 @@ def make_pair(first: DPT, second: DPT) -> TaskPair:
         )
     depth, seg = (first, second) if tasks[0] == "depth" else (second, first)
     return TaskPair(depth, seg)
+
+
+@torch.no_grad()
+def single_task_model(model: DPT, task: str) -> DPT:
+    """The part of a two-task `model` that serves `task` alone (its encoder, neck and head), e.g. to
+    run one head of a shared checkpoint or to make a teacher of it."""
+    if task not in model.config.heads:
+        raise ValueError(f"the model has no {task!r} head (heads {model.config.heads})")
+    keep_aux = model.config.aux_head and task == "segmentation"
+    single = DPT(model.config.replace(heads=[task], aux_head=keep_aux))
+    wanted = single.state_dict()
+    single.load_state_dict({k: v for k, v in model.state_dict().items() if k in wanted}, strict=True)
+    return single.eval()

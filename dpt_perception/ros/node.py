@@ -18,7 +18,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -31,6 +30,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from dpt_perception.inference.class_aware_depth import ClassAwareDepth
 from dpt_perception.inference.geometry import PointCloudProjector
+from dpt_perception.inference.loading import load_dpt_model
 from dpt_perception.inference.predictor import Predictor, resolve_device
 from dpt_perception.inference.scheduling import InferenceWorker
 from dpt_perception.inference.weights import distilled_target
@@ -61,51 +61,6 @@ LATCHED_QOS = QoSProfile(
 
 class StartupError(RuntimeError):
     """The node cannot serve (bad parameters, model that does not load or run)."""
-
-
-def load_dpt_model(weights: str | Sequence[str], preset: str):
-    """The model for `weights`: one checkpoint, or a [depth, segmentation] pair (either order) as a
-    `TaskPair` (two encoders per frame) unless a distilled one-encoder checkpoint for that pair is
-    cached (`inference.weights.distilled_path`), which is then loaded instead.
-
-    Each source is a checkpoint path (our format, HF directory, official file) or an official
-    checkpoint name (file stem or alias, downloaded once into the cache and hash-checked by
-    inference.weights). `preset` names the architecture when a single file does not say it."""
-    from dpt_perception.inference.weights import distilled_path
-    from dpt_perception.model.checkpoints import load_model
-    from dpt_perception.model.pair import make_pair
-
-    sources = [weights] if isinstance(weights, str) else list(weights)
-    if len(sources) == 1:
-        return _load_one(sources[0], preset)
-    if len(sources) != 2:
-        raise ValueError(f"weights takes one checkpoint or a [depth, segmentation] pair, got {sources}")
-    if preset:
-        raise ValueError(
-            f"model {preset!r} names one architecture, but weights is a pair {sources}: each checkpoint "
-            "of a pair must identify itself (our format, HF, or an official file under its release name)"
-        )
-    shared = distilled_path(sources)
-    if shared is not None:
-        return load_model(shared)
-    return make_pair(*(_load_one(source, "") for source in sources))
-
-
-def _load_one(weights: str, preset: str):
-    from dpt_perception.inference.weights import lookup, resolve_weights
-    from dpt_perception.model.checkpoints import load_model
-
-    path = Path(weights).expanduser()
-    if path.exists() or path.with_suffix(".json").exists() or path.with_suffix(".safetensors").exists():
-        return load_model(path, preset=preset or None)
-    try:
-        entry = lookup(weights)
-    except KeyError as exc:
-        raise FileNotFoundError(
-            f"{weights!r} is neither an existing checkpoint path nor an official "
-            f"checkpoint name: {exc.args[0]}"
-        ) from None
-    return load_model(resolve_weights(entry.name), preset=preset or entry.alias)
 
 
 def build_engine(model, backend: str, device: str, precision: str):

@@ -287,14 +287,19 @@ def _deep_merge(base: dict, update: dict, replace_keys=frozenset(), prefix=()) -
     return out
 
 
+def describe_dataclass(section_type, section_name: str) -> str:
+    """One section's options with their defaults and meanings (indented for --help)."""
+    lines = [f"  {section_name}:"]
+    for f in dataclasses.fields(section_type):
+        default = getattr(section_type(), f.name)
+        lines.append(f"    {section_name}.{f.name} (default: {default!r})")
+        lines.append(f"        {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
 def describe_options() -> str:
     """Every option with its default and meaning, for ``--help``."""
     lines = ["configuration options (YAML sections; override any with --set section.option=value):"]
     for section in dataclasses.fields(TrainConfig):
-        section_type = section.default_factory().__class__
-        lines.append(f"  {section.name}:")
-        for f in dataclasses.fields(section_type):
-            default = getattr(section_type(), f.name)
-            lines.append(f"    {section.name}.{f.name} (default: {default!r})")
-            lines.append(f"        {f.metadata.get('help', '')}")
+        lines.append(describe_dataclass(section.default_factory().__class__, section.name))
     return "\n".join(lines)

@@ -1,5 +1,8 @@
 """Command line: ``python -m dpt_perception.training.train --config config/train_synthetic.yaml [overrides]``.
 
+A config file with a ``distill:`` mapping (config/distill_*.yaml) runs distillation instead
+(`training.distill`: a depth + segmentation teacher pair into one shared-encoder student).
+
 Multi-process: ``torchrun --nproc_per_node=2 -m dpt_perception.training.train --config ...``
 (gloo on CPU, NCCL on GPU; ``data.batch_size`` is the global batch).
 """
@@ -30,7 +33,9 @@ _FLAG_OPTIONS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dpt_perception.training.train",
-        description="Train a shared-encoder DPT (depth + segmentation). Settings come from the defaults, "
+        description="Train a shared-encoder DPT (depth + segmentation). A --config file with a 'distill' "
+        "mapping distils a depth + segmentation teacher pair instead (see config/distill_hybrid.yaml and "
+        "python -m dpt_perception.training.distill --help). Settings come from the defaults, "
         "then the --config YAML file, then the explicit flags below, then the --set overrides in order.",
         epilog=describe_options(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -70,6 +75,15 @@ def resolve(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dpt_perception.training.distill import is_distill_config
+
+    raw = sys.argv[1:] if argv is None else list(argv)
+    config_path = next((raw[i + 1] for i, a in enumerate(raw[:-1]) if a == "--config"), None)
+    config_path = config_path or next((a.split("=", 1)[1] for a in raw if a.startswith("--config=")), None)
+    if is_distill_config(config_path):  # a `distill:` file: teachers -> one shared-encoder student
+        from dpt_perception.training.distill import main as distill_main
+
+        return distill_main(raw)
     args = build_parser().parse_args(argv)
     try:
         cfg = resolve(args)

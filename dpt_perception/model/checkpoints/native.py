@@ -18,8 +18,9 @@ def _base(path: str | Path) -> Path:
     return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
 
 
-def save_model(model: DPT, path: str | Path) -> tuple[Path, Path]:
-    """Write `<path>.safetensors` and `<path>.json`; returns both paths."""
+def save_model(model: DPT, path: str | Path, extra: dict | None = None) -> tuple[Path, Path]:
+    """Write `<path>.safetensors` and `<path>.json`; returns both paths. `extra` entries (e.g. the
+    teachers of a distilled model) are stored in the JSON beside the config; loading ignores them."""
     from safetensors.torch import save_file
 
     base = _base(path)
@@ -28,11 +29,9 @@ def save_model(model: DPT, path: str | Path) -> tuple[Path, Path]:
     # safetensors refuses shared storage; a contiguous clone per tensor is cheap at save time.
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(tensors, str(weights), metadata={"format": FORMAT_NAME, "version": str(FORMAT_VERSION)})
-    config_path.write_text(
-        json.dumps(
-            {"format": FORMAT_NAME, "version": FORMAT_VERSION, "config": model.config.to_dict()}, indent=2
-        )
-    )
+    meta = {**(extra or {}), "format": FORMAT_NAME, "version": FORMAT_VERSION}
+    meta["config"] = model.config.to_dict()
+    config_path.write_text(json.dumps(meta, indent=2))
     return weights, config_path
 
 
