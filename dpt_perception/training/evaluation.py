@@ -146,3 +146,103 @@ def flat_metrics(results: dict) -> dict[str, float]:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 flat[key] = float(value)
     return flat
+
+
+def evaluate_frames(
+    predictor,
+    dataset,
+    protocol,
+    *,
+    relative: bool,
+    max_images: int = 0,
+    num_examples: int = 0,
+    quantize_png: bool = False,
+) -> tuple[dict, dict]:
+    """Evaluate an `inference.Predictor` frame by frame on raw samples (uint8 images at their
+    own size, no transform) under a `protocols.Protocol`: the path a user of the package gets,
+    with the predictor's `preprocessing` ("reference" reproduces the official scripts).
+
+    Depth: KB input crop when the protocol has one (the prediction is pasted back into a zero
+    frame), optional PNG quantisation as the official flow stores predictions, then
+    `protocols.image_depth_errors` per frame, averaged over the frames with valid pixels.
+    Labels: one confusion matrix over the set (the sample's ignore index skipped).
+    Returns ``(results, extras)`` shaped like `evaluate_model`'s, for `report.write_report`."""
+    from dpt_perception.training.data.augment import normalise
+    from dpt_perception.training.protocols import (
+        depth_eval_mask,
+        image_depth_errors,
+        kb_crop,
+        kb_uncrop,
+        png_quantize,
+        protocol_depth,
+    )
+
+    config = predictor.config
+    if protocol.task == "depth" and not predictor.has_depth:
+        raise ValueError(f"protocol {protocol.name!r} evaluates depth but the model has no depth head")
+    if protocol.task == "segmentation":
+        if not predictor.has_labels:
+            raise ValueError(f"protocol {protocol.name!r} evaluates labels but the model has no "
+                             "segmentation head")
+        if config.num_classes != protocol.num_classes:
+            raise ValueError(f"protocol {protocol.name!r} needs a {protocol.num_classes}-class model, "
+                             f"this one has {config.num_classes} classes")
+    want_depth = protocol.task in ("depth", "any")
+    want_labels = protocol.task in ("segmentation", "any")
+    predictor.want_depth, predictor.want_labels = want_depth, want_labels
+    depth_metrics = DepthMetrics("relative" if relative else "metric", protocol.min_depth or 1e-3,
+                                 protocol.max_depth or 80.0)
+    confusion = None
+    examples: list[dict] = []
+    scatter_pred: list[np.ndarray] = []
+    scatter_true: list[np.ndarray] = []
+    generator = np.random.default_rng(0)
+    start = time.perf_counter()
+    num_images = 0
+    n = len(dataset) if not max_images else min(max_images, len(dataset))
+    for index in range(n):
+        sample = dataset[index]
+        image = sample["image"]
+        cropped = protocol.input_crop == "kb"
+        pred = predictor.infer_image(kb_crop(image) if cropped else image)
+        num_images += 1
+        metric_depth = None
+        if want_depth and sample.get("has_depth") and pred.depth is not None:
+            gt, valid = sample["depth"], sample["depth_valid"]
+            depth = kb_uncrop(pred.depth, gt.shape) if cropped else pred.depth
+            if quantize_png and protocol.png_scale and not relative:
+                depth = png_quantize(depth, protocol.png_scale)
+            errors = image_depth_errors(protocol, depth, gt, valid, relative)
+            if errors is not None:
+                depth_metrics.merge({k: [v] for k, v in errors.items()})
+                mask = depth_eval_mask(protocol, gt, valid)
+                metric_depth = protocol_depth(protocol, depth, gt, mask, relative)
+                idx = np.flatnonzero(mask)
+                pick = generator.choice(idx, size=min(idx.size, _SCATTER_POINTS_PER_IMAGE), replace=False)
+                scatter_pred.append(metric_depth.ravel()[pick])
+                scatter_true.append(gt.ravel()[pick])
+        if want_labels and sample.get("has_labels") and pred.labels is not None:
+            if confusion is None:
+                confusion = ConfusionMatrix(config.num_classes, int(sample["ignore_index"]),
+                                            getattr(config, "class_names", None))
+            labels = torch.from_numpy(np.asarray(sample["labels"], np.int64))[None]
+            confusion.update(torch.from_numpy(pred.labels.astype(np.int64))[None], labels)
+        if len(examples) < num_examples and metric_depth is not None:
+            examples.append({
+                "image": torch.from_numpy(normalise(image, config.mean, config.std)),
+                "outputs": {},
+                "depth": torch.from_numpy(sample["depth"]),
+                "depth_valid": torch.from_numpy(mask),
+                "labels": None,
+                "metric_depth": torch.from_numpy(metric_depth.astype(np.float32)),
+            })
+    results: dict = {"num_images": num_images, "seconds": time.perf_counter() - start}
+    extras: dict = {"examples": examples}
+    if depth_metrics.num_images:
+        results["depth"] = depth_metrics.compute()
+        results["depth"]["mode"] = "relative (aligned per image)" if relative else "metric"
+        extras["scatter"] = (np.concatenate(scatter_pred), np.concatenate(scatter_true))
+    if confusion is not None:
+        results["segmentation"] = confusion.compute()
+        extras["confusion_matrix"] = confusion.matrix.clone()
+    return results, extras

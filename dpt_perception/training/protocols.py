@@ -178,20 +178,28 @@ def png_quantize(pred: np.ndarray, png_scale: float) -> np.ndarray:
     return stored / png_scale
 
 
+def protocol_depth(protocol: Protocol, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray,
+                   relative: bool = False) -> np.ndarray:
+    """The metres the metrics see: `pred` (metres, or with `relative` an affine-invariant inverse
+    depth aligned on `mask` as the official gists do), clipped as the BTS script does."""
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in size")
+    if relative:
+        gt_t = torch.from_numpy(np.where(mask, gt, 1.0).astype(np.float64))[None]
+        pred = relative_to_depth(torch.from_numpy(np.asarray(pred, np.float64))[None], gt_t,
+                                 torch.from_numpy(mask)[None], protocol.max_depth)[0].numpy()
+    return clip_prediction(protocol, pred)
+
+
 def image_depth_errors(protocol: Protocol, pred: np.ndarray, gt: np.ndarray,
                        valid: np.ndarray | None = None, relative: bool = False) -> dict[str, float] | None:
-    """The metrics of one frame under `protocol`: `pred` is metres (or, with `relative`, an
-    affine-invariant inverse depth aligned as the official gists do), both at the frame's size.
-    None when the frame has no valid pixel (it is then left out of the averages)."""
+    """The metrics of one frame under `protocol` (`pred` as in `protocol_depth`, at the frame's
+    size). None when the frame has no valid pixel (it is then left out of the averages)."""
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in size")
     mask = depth_eval_mask(protocol, gt, valid)
     if not mask.any():
         return None
+    depth = torch.from_numpy(protocol_depth(protocol, pred, gt, mask, relative))[None]
     gt_t = torch.from_numpy(np.where(mask, gt, 1.0).astype(np.float64))[None]
-    mask_t = torch.from_numpy(mask)[None]
-    if relative:
-        pred = relative_to_depth(torch.from_numpy(np.asarray(pred, np.float64))[None], gt_t, mask_t,
-                                 protocol.max_depth)[0].numpy()
-    depth = torch.from_numpy(clip_prediction(protocol, pred))[None]
-    return {k: float(v[0]) for k, v in depth_errors(depth, gt_t, mask_t).items()}
+    return {k: float(v[0]) for k, v in depth_errors(depth, gt_t, torch.from_numpy(mask)[None]).items()}
