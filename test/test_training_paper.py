@@ -73,7 +73,8 @@ def test_paper_table_prints_the_published_numbers_next_to_ours(sets, capsys):
 
     # "ours" is the evaluation CLI's protocol run on the same frames (quantised as the official PNGs)
     dataset = paper.BTSListDataset(root / "kitti/list.txt", root / "kitti", root / "kitti", 256.0)
-    options = dict(evaluate._DEFAULTS, protocol="kitti", png_quantize=True, device="cpu", data={"type": "x"})
+    options = dict(evaluate._DEFAULTS, protocol="kitti", png_quantize=True, device="cpu", data={"type": "x"},
+                   batch_size=1)  # one frame per forward, as the paper command
     results, _, _ = evaluate.run_evaluation(evaluate.load_weights(str(weights["kitti"])), options, dataset)
     assert results["depth"]["abs_rel"] == pytest.approx(table["ours"]["kitti"]["depth"]["abs_rel"], rel=1e-12)
     unquantised = dict(options, png_quantize=False)

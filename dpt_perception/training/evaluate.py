@@ -5,8 +5,8 @@
 (``checkpoints/last.pt``). ``--data``: a dataset spec as a YAML file, an inline YAML mapping
 (``'{type: synthetic, length: 32}'``) or a folder (read as ``{type: folder, root: DIR}``).
 ``--config`` reads the same options from a YAML file (keys: data, protocol, preprocessing,
-png_quantize, depth_mode, min_depth, max_depth, max_images, device, amp, num_examples, out);
-flags win. Writes ``report.json``, ``report.md`` and ``plots/`` to ``--out``.
+png_quantize, batch_size, num_workers, depth_mode, min_depth, max_depth, max_batches, device, amp,
+num_examples, out); flags win. Writes ``report.json``, ``report.md`` and ``plots/`` to ``--out``.
 
 Frames are evaluated one by one through `inference.Predictor` at their own size, the path a user
 of the package gets; ``--preprocessing reference`` (the default) is the official DPT float
@@ -33,10 +33,12 @@ _DEFAULTS = {
     "protocol": "none",
     "preprocessing": "reference",
     "png_quantize": False,
+    "batch_size": 4,
+    "num_workers": 0,
     "depth_mode": "auto",
     "min_depth": 1e-3,
     "max_depth": 80.0,
-    "max_images": 0,
+    "max_batches": 0,
     "device": "auto",
     "amp": "none",
     "num_examples": 4,
@@ -114,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="quantise depth as the official flow's uint16 PNGs do (1/256 m KITTI, 1 mm NYU)",
     )
     parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="frames per Predictor call; same-sized ones share a forward "
+        f"(default {_DEFAULTS['batch_size']})",
+    )
+    parser.add_argument("--num-workers", type=int, help="DataLoader workers reading the frames (default 0)")
+    parser.add_argument(
         "--depth-mode",
         choices=["auto", "relative", "metric"],
         help="relative: align each image; metric: use the model's scale/shift; auto: from the model",
@@ -129,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ignore ground truth beyond this depth in m; cap predictions (default 80; fixed by "
         "--protocol nyu/kitti)",
     )
-    parser.add_argument("--max-images", type=int, help="stop after this many frames (0 = all)")
+    parser.add_argument("--max-batches", type=int, help="stop after this many batches (0 = all)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--amp", choices=["none", "bf16", "fp16"], help="autocast precision (default none)")
     parser.add_argument("--num-examples", type=int, help="examples drawn as depth error maps (default 4)")
@@ -173,10 +182,12 @@ def run_evaluation(model, options: dict, dataset=None):
     """(results, extras, protocol) of `model` on ``options["data"]`` (or `dataset`: raw samples)."""
     import copy
 
+    from torch.utils.data import DataLoader
+
     from dpt_perception.inference.predictor import Predictor
     from dpt_perception.training.data import build_dataset
     from dpt_perception.training.distributed import resolve_device
-    from dpt_perception.training.evaluation import evaluate_frames
+    from dpt_perception.training.evaluation import as_list, evaluate_frames
     from dpt_perception.training.protocols import get_protocol
 
     spec = copy.deepcopy(options["data"]) or {}
@@ -193,13 +204,15 @@ def run_evaluation(model, options: dict, dataset=None):
         preprocessing=options["preprocessing"],
     )
     protocol = get_protocol(options["protocol"], float(options["min_depth"]), float(options["max_depth"]))
+    batches = DataLoader(dataset, batch_size=int(options["batch_size"]), shuffle=False,
+                         num_workers=int(options["num_workers"]), collate_fn=as_list)
     depth_mode = model.config.depth_mode if options["depth_mode"] == "auto" else options["depth_mode"]
     results, extras = evaluate_frames(
         predictor,
-        dataset,
+        batches,
         protocol,
         relative=depth_mode == "relative",
-        max_images=int(options["max_images"]),
+        max_batches=int(options["max_batches"]),
         num_examples=int(options["num_examples"]),
         quantize_png=bool(options["png_quantize"]),
     )

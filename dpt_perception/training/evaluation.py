@@ -148,19 +148,26 @@ def flat_metrics(results: dict) -> dict[str, float]:
     return flat
 
 
+def as_list(batch: list) -> list:
+    """DataLoader collate for raw samples of any size: the list itself."""
+    return batch
+
+
 def evaluate_frames(
     predictor,
-    dataset,
+    batches,
     protocol,
     *,
     relative: bool,
-    max_images: int = 0,
+    max_batches: int = 0,
     num_examples: int = 0,
     quantize_png: bool = False,
 ) -> tuple[dict, dict]:
-    """Evaluate an `inference.Predictor` frame by frame on raw samples (uint8 images at their
-    own size, no transform) under a `protocols.Protocol`: the path a user of the package gets,
-    with the predictor's `preprocessing` ("reference" reproduces the official scripts).
+    """Evaluate an `inference.Predictor` on raw samples (uint8 images at their own size, no
+    transform; `batches` yields lists of them, e.g. a DataLoader with `as_list`) under a
+    `protocols.Protocol`: the path a user of the package gets, with the predictor's
+    `preprocessing` ("reference" reproduces the official scripts). Same-sized frames of a batch
+    share a forward.
 
     Depth: KB input crop when the protocol has one (the prediction is pasted back into a zero
     frame), optional PNG quantisation as the official flow stores predictions, then
@@ -192,20 +199,14 @@ def evaluate_frames(
     predictor.want_depth, predictor.want_labels = want_depth, want_labels
     depth_metrics = DepthMetrics("relative" if relative else "metric", protocol.min_depth or 1e-3,
                                  protocol.max_depth or 80.0)
-    confusion = None
-    examples: list[dict] = []
+    confusion_box: list[ConfusionMatrix] = []  # created at the first labelled frame
     scatter_pred: list[np.ndarray] = []
     scatter_true: list[np.ndarray] = []
     generator = np.random.default_rng(0)
-    start = time.perf_counter()
-    num_images = 0
-    n = len(dataset) if not max_images else min(max_images, len(dataset))
-    for index in range(n):
-        sample = dataset[index]
-        image = sample["image"]
-        cropped = protocol.input_crop == "kb"
-        pred = predictor.infer_image(kb_crop(image) if cropped else image)
-        num_images += 1
+    cropped = protocol.input_crop == "kb"
+
+    def _score_frame(sample: dict, pred) -> np.ndarray | None:
+        """Add one frame to the metrics; returns the metres scored (None without depth)."""
         metric_depth = None
         if want_depth and sample.get("has_depth") and pred.depth is not None:
             gt, valid = sample["depth"], sample["depth_valid"]
@@ -222,27 +223,40 @@ def evaluate_frames(
                 scatter_pred.append(metric_depth.ravel()[pick])
                 scatter_true.append(gt.ravel()[pick])
         if want_labels and sample.get("has_labels") and pred.labels is not None:
-            if confusion is None:
-                confusion = ConfusionMatrix(config.num_classes, int(sample["ignore_index"]),
-                                            getattr(config, "class_names", None))
+            if not confusion_box:
+                confusion_box.append(ConfusionMatrix(config.num_classes, int(sample["ignore_index"]),
+                                                     getattr(config, "class_names", None)))
             labels = torch.from_numpy(np.asarray(sample["labels"], np.int64))[None]
-            confusion.update(torch.from_numpy(pred.labels.astype(np.int64))[None], labels)
-        if len(examples) < num_examples and metric_depth is not None:
-            examples.append({
-                "image": torch.from_numpy(normalise(image, config.mean, config.std)),
-                "outputs": {},
-                "depth": torch.from_numpy(sample["depth"]),
-                "depth_valid": torch.from_numpy(mask),
-                "labels": None,
-                "metric_depth": torch.from_numpy(metric_depth.astype(np.float32)),
-            })
+            confusion_box[0].update(torch.from_numpy(pred.labels.astype(np.int64))[None], labels)
+        return metric_depth
+
+    examples: list[dict] = []
+    start = time.perf_counter()
+    num_images = 0
+    for b, batch in enumerate(batches):
+        if max_batches and b >= max_batches:
+            break
+        preds = predictor.infer_batch([kb_crop(s["image"]) if cropped else s["image"] for s in batch])
+        for sample, pred in zip(batch, preds):
+            num_images += 1
+            metric_depth = _score_frame(sample, pred)
+            if len(examples) < num_examples and metric_depth is not None:
+                examples.append({
+                    "image": torch.from_numpy(normalise(sample["image"], config.mean, config.std)),
+                    "outputs": {},
+                    "depth": torch.from_numpy(sample["depth"]),
+                    "depth_valid": torch.from_numpy(depth_eval_mask(protocol, sample["depth"],
+                                                                    sample["depth_valid"])),
+                    "labels": None,
+                    "metric_depth": torch.from_numpy(metric_depth.astype(np.float32)),
+                })
     results: dict = {"num_images": num_images, "seconds": time.perf_counter() - start}
     extras: dict = {"examples": examples}
     if depth_metrics.num_images:
         results["depth"] = depth_metrics.compute()
         results["depth"]["mode"] = "relative (aligned per image)" if relative else "metric"
         extras["scatter"] = (np.concatenate(scatter_pred), np.concatenate(scatter_true))
-    if confusion is not None:
-        results["segmentation"] = confusion.compute()
-        extras["confusion_matrix"] = confusion.matrix.clone()
+    if confusion_box:
+        results["segmentation"] = confusion_box[0].compute()
+        extras["confusion_matrix"] = confusion_box[0].matrix.clone()
     return results, extras

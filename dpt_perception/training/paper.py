@@ -104,8 +104,8 @@ def _evaluate(name: str, weights: str, dataset, args) -> dict:
 
     model = load_weights(weights)
     options = dict(_DEFAULTS, protocol=name, preprocessing=args.preprocessing,
-                   png_quantize=args.png_quantize, device=args.device, max_images=args.max_images,
-                   num_examples=0, data={"type": name})
+                   png_quantize=args.png_quantize, device=args.device, batch_size=1,
+                   max_batches=args.max_frames, num_examples=0, data={"type": name})
     results, _, protocol = run_evaluation(model, options, dataset=dataset)
     return {"results": results, "protocol": protocol.describe(), "weights": str(weights)}
 
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-png-quantize", dest="png_quantize", action="store_false",
                    help="score float predictions instead of the official flow's uint16 PNG values")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--max-images", type=int, default=0, help="frames per set (0 = all)")
+    p.add_argument("--max-frames", type=int, default=0, help="frames per set (0 = all)")
     p.add_argument("--json", type=Path, help="also write the numbers here")
     return p
 
