@@ -7,6 +7,11 @@ at their own net size and at 384 (the release depth models' size). Images: real 
 (scikit-image's bundled data images when scikit-image is installed, else matplotlib's bundled
 sample photograph grace_hopper.jpg) and the project's sample frames (rendered scenes).
 
+Then the per-frame cost of the two paths outside the forward at the release scale (640x480
+frame, net 384x512, 150 classes; logits with a known layout, model.testing.layout_logits):
+preprocess, depth resampling and labels (fast: the exact bilinear path from the head's
+half-resolution logits; reference: bicubic logits, then argmax), with their label agreement.
+
 Per image it prints the network-input difference (max |x_fast - x_ref|, normalised units), the
 depth difference relative to the reference depth range (max and mean |d_fast - d_ref| / range of
 d_ref, and the max per-pixel relative difference |d_fast - d_ref| / |d_ref|), the label agreement,
@@ -21,16 +26,20 @@ import argparse
 import platform
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dpt_perception.inference.predictor import Predictor  # noqa: E402
+from dpt_perception.inference.labels import labels_bicubic, labels_from_logits  # noqa: E402
+from dpt_perception.inference.predictor import Predictor, upsample_depth, upsample_depth_numpy  # noqa: E402
 from dpt_perception.inference.preprocess import preprocess  # noqa: E402
 from dpt_perception.model.checkpoints import load_model  # noqa: E402
+from dpt_perception.model.testing import layout_logits, voronoi_layout  # noqa: E402
 from dpt_perception.ros.sample_frames import sample_frames  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "dpt_perception/data/demo_weights/dpt_demo_synthetic.safetensors"
@@ -97,6 +106,48 @@ def compare(model, rgb: np.ndarray, net_size, repeats: int) -> dict:
     return out
 
 
+def timed_ms(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def release_scale_costs(rgb: np.ndarray, repeats: int) -> None:
+    """Stages outside the forward for a 640x480 frame at net 384x512 with 150 classes."""
+    h, w = rgb.shape[:2]
+    net, classes = (384, 512), 150
+    lowres = layout_logits(voronoi_layout(net[0] // 2, net[1] // 2, 30, classes, seed=1), classes, seed=1)
+    full = F.interpolate(lowres, scale_factor=2, mode="bilinear", align_corners=True)  # the head's x2
+    depth = torch.rand(1, *net) + 0.5
+    fast_ids = labels_from_logits(lowres, (h, w), lowres=True)[0]
+    ref_ids = labels_bicubic(full, (h, w))[0].numpy()
+    rows = [
+        ("preprocess", lambda: preprocess(rgb, net, (0.5,) * 3, (0.5,) * 3, preprocessing="fast"),
+         lambda: preprocess(rgb, net, (0.5,) * 3, (0.5,) * 3, preprocessing="reference")),
+        ("depth to the frame", lambda: upsample_depth_numpy(depth[0].numpy().copy(), (h, w)),
+         lambda: upsample_depth(depth, (h, w), clamp=False)),
+        (f"labels ({classes} classes)", lambda: labels_from_logits(lowres, (h, w), lowres=True),
+         lambda: labels_bicubic(full, (h, w))),
+    ]
+    print()
+    print(f"Outside the forward, {w}x{h} frame, net {net[0]}x{net[1]}, {classes} classes "
+          f"(median of {repeats}):")
+    print()
+    print("| stage | fast ms | reference ms |")
+    print("|---|---|---|")
+    total_fast = total_ref = 0.0
+    for name, fast_fn, ref_fn in rows:
+        tf, tr = timed_ms(fast_fn, repeats), timed_ms(ref_fn, repeats)
+        total_fast, total_ref = total_fast + tf, total_ref + tr
+        print(f"| {name} | {tf:.1f} | {tr:.1f} |")
+    print(f"| total | {total_fast:.1f} | {total_ref:.1f} |")
+    print(f"\nlabels agree (bilinear from half resolution vs bicubic): {(fast_ids == ref_ids).mean():.2%}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -122,6 +173,7 @@ def main() -> int:
                   f"| {r['depth_rel_max']:.2%} / {r['depth_rel_mean']:.3%} | {r['labels_agree']:.2%} "
                   f"| {r['fast_pre_ms']:.1f} / {r['fast_total_ms']:.1f} "
                   f"| {r['reference_pre_ms']:.1f} / {r['reference_total_ms']:.1f} |")
+    release_scale_costs(frames[0][1], args.repeats)
     return 0
 
 

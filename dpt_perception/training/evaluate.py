@@ -217,7 +217,7 @@ def run_evaluation(model, options: dict, dataset=None):
         quantize_png=bool(options["png_quantize"]),
     )
     results["meta"] = {
-        "protocol": "; ".join(protocol.describe()),
+        "protocol": "; ".join([protocol.name] + protocol.describe()),
         "preprocessing": options["preprocessing"],
         "png_quantize": bool(options["png_quantize"]),
         "device": str(predictor.device),

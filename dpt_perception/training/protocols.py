@@ -64,8 +64,9 @@ class Protocol:
     num_classes: int | None = None
 
     def describe(self) -> list[str]:
-        """Lines for the report: what is cropped, capped and ignored."""
-        lines = [f"protocol: {self.name}"]
+        """Lines for the report: what is cropped, capped and ignored (empty for "none" without
+        a depth range)."""
+        lines = []
         if self.min_depth is not None:
             lines.append(f"depth: valid {self.min_depth:g} < gt < {self.max_depth:g} m, "
                          f"predictions clipped to [{self.min_depth:g}, {self.max_depth:g}] m")
