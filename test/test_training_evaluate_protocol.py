@@ -101,6 +101,10 @@ def test_protocol_caps_cannot_be_overridden_and_heads_must_fit(tmp_path, capsys)
     assert "max_depth is fixed by protocol 'kitti' (80 m)" in capsys.readouterr().err
     assert evaluate.main(base + ["--protocol", "ade20k", "--out", str(tmp_path / "r")]) == 2
     assert "needs a 150-class model, this one has 5 classes" in capsys.readouterr().err
+    spec = "{type: synthetic, length: 2, transform: {keep_aspect: false}}"
+    resized = ["--weights", base[1], "--data", spec]
+    assert evaluate.main(resized + ["--out", str(tmp_path / "r")]) == 2
+    assert "['keep_aspect'] are not used by evaluation" in capsys.readouterr().err
 
 
 def test_ade20k_protocol_counts_labelled_pixels_only(tmp_path):

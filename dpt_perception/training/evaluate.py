@@ -192,6 +192,10 @@ def run_evaluation(model, options: dict, dataset=None):
 
     spec = copy.deepcopy(options["data"]) or {}
     transform = dict(spec.pop("transform", None) or {})
+    unused = sorted(set(transform) - {"net_size"})
+    if unused:
+        raise ValueError(f"data transform options {unused} are not used by evaluation: frames are resized "
+                         "by the Predictor as in inference; only 'net_size' applies")
     if dataset is None:
         spec.setdefault("skip_corrupt", False)  # a broken frame is an error, never a substitute
         dataset = build_dataset(spec)
