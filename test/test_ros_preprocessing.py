@@ -59,5 +59,7 @@ def test_node_with_reference_preprocessing_publishes_the_reference_outputs(ros_e
     reference = Predictor(model, device="cpu", net_size=(64, 64), preprocessing="reference").infer_image(rgb)
     fast = Predictor(model, device="cpu", net_size=(64, 64)).infer_image(rgb)
     np.testing.assert_allclose(depth, reference.depth, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(labels, reference.labels)
-    assert np.abs(fast.depth - reference.depth).max() > 1e-4  # the parameter made a difference
+    # the node's forward may use other thread counts: ties within float rounding may flip
+    assert (labels == reference.labels).mean() > 0.999
+    # the reference keeps the bicubic overshoot below 0 that the fast path clamps
+    assert reference.depth.min() < 0 and fast.depth.min() >= 0 and depth.min() < 0
