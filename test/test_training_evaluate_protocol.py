@@ -139,3 +139,30 @@ def test_ade20k_protocol_counts_labelled_pixels_only(tmp_path):
     assert protocol.name == "ade20k" and "depth" not in results
     assert results["segmentation"]["num_pixels"] == labelled
     assert results["segmentation"]["pixel_accuracy"] == pytest.approx(correct / labelled, rel=1e-12)
+
+
+def test_depth_mode_overrides_convert_the_predictor_output(tmp_path):
+    """--depth-mode relative on a metric model aligns its inverse metres; --depth-mode metric on a
+    relative model converts with the config's scale/shift (1 / max(s*x + t, 1e-8))."""
+    from dpt_perception.inference.predictor import Predictor
+    from dpt_perception.training.protocols import get_protocol, image_depth_errors
+
+    rng = np.random.default_rng(7)
+    rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    gt = rng.uniform(1.0, 20.0, (48, 64)).astype(np.float32)
+    sample = {"image": rgb, "depth": gt, "depth_valid": np.ones_like(gt, bool), "has_depth": True,
+              "has_labels": False, "ignore_index": 255}
+    protocol = get_protocol("none", 1e-3, 80.0)
+    cases = (("metric", dict(depth_mode="metric", depth_scale=0.5, depth_shift=0.1), True),
+             ("relative", dict(depth_scale=0.5, depth_shift=0.1), False))
+    for mode, overrides, relative in cases:
+        model = tiny_model(seed=3, depth_weight_scale=20.0, **overrides)
+        options = dict(evaluate._DEFAULTS, device="cpu", data={"type": "x", "transform": {"net_size": 64}},
+                       depth_mode="relative" if relative else "metric")
+        results, _, _ = evaluate.run_evaluation(model, options, dataset=[sample])
+        raw = Predictor(model, device="cpu", net_size=64, preprocessing="reference").infer_image(rgb).depth
+        if relative:  # metres from the model, aligned as inverse depth
+            expected = image_depth_errors(protocol, 1.0 / np.maximum(raw, 1e-8), gt, relative=True)
+        else:  # inverse relative depth from the model, converted with its config
+            expected = image_depth_errors(protocol, 1.0 / np.maximum(0.5 * raw + 0.1, 1e-8), gt)
+        assert results["depth"]["abs_rel"] == pytest.approx(expected["abs_rel"], rel=1e-9), mode

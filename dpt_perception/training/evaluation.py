@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dpt_perception.inference.predictor import METRIC_EPS
 from dpt_perception.training.metrics import ConfusionMatrix, DepthMetrics
 
 # Points kept for the predicted-vs-true depth scatter plot (subsampled evenly over the set).
@@ -210,7 +211,12 @@ def evaluate_frames(
         metric_depth = None
         if want_depth and sample.get("has_depth") and pred.depth is not None:
             gt, valid = sample["depth"], sample["depth_valid"]
-            depth = kb_uncrop(pred.depth, gt.shape) if cropped else pred.depth
+            depth = pred.depth
+            if relative and pred.depth_kind == "metric_m":  # aligned in inverse depth
+                depth = 1.0 / np.maximum(depth, METRIC_EPS)
+            elif not relative and pred.depth_kind == "inverse_relative":  # the config's conversion
+                depth = 1.0 / np.maximum(config.depth_scale * depth + config.depth_shift, METRIC_EPS)
+            depth = kb_uncrop(depth, gt.shape) if cropped else depth
             if quantize_png and protocol.png_scale and not relative:
                 depth = png_quantize(depth, protocol.png_scale)
             errors = image_depth_errors(protocol, depth, gt, valid, relative)
