@@ -69,7 +69,7 @@ class Prediction:
       affine-invariant) or metres ("metric_m"); None when depth was not requested or the model has
       no depth head. >= 0 with "fast" preprocessing; "reference" keeps the bicubic overshoot, which
       can dip slightly below 0 next to depth edges, as the official scripts' output does.
-      labels: class ids (H, W), uint8 for <= 256 classes else uint16, or None.
+    labels: class ids (H, W), uint8 for <= 256 classes else uint16, or None.
     logits: float32 (num_classes, h, w) at NETWORK resolution, only with `return_logits`.
     timings: milliseconds per stage ("preprocess", "forward", "depth", "labels", "total"); stages
       shared by a batch are reported with the batch's time for every frame of it.
