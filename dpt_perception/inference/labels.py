@@ -336,3 +336,29 @@ def labels_bilinear(logits: torch.Tensor, size: tuple[int, int],
         band = F.interpolate(band, size=(band.shape[2], out_w), mode="bilinear", align_corners=False)
         ids[:, top:top + band.shape[2]] = band.max(dim=1).indices
     return ids
+
+
+def labels_bicubic(logits: torch.Tensor, size: tuple[int, int],
+                   max_chunk_bytes: int = 256 << 20) -> torch.Tensor:
+    """The official DPT script's label path ("reference" preprocessing): every class's logits
+    resized bicubically to (H, W) (align_corners=False), then argmax (0-based ids; the official
+    script adds 1 to number ADE20K's classes 1..150).
+
+    Classes are resized in chunks small enough for `max_chunk_bytes` with a running maximum, so
+    the full 150 x H x W stack never exists; each class is resized on its own either way, so the
+    ids are exactly those of one F.interpolate call (ties go to the lowest id, as argmax)."""
+    b, c, _, _ = logits.shape
+    out_h, out_w = size
+    chunk = max(1, min(c, max_chunk_bytes // max(1, 4 * b * out_h * out_w)))
+    best = ids = None
+    for first in range(0, c, chunk):
+        up = F.interpolate(logits[:, first:first + chunk].float(), size=size, mode="bicubic",
+                           align_corners=False)
+        value, index = up.max(dim=1)
+        if best is None:
+            best, ids = value, index
+        else:
+            better = value > best
+            best = torch.where(better, value, best)
+            ids = torch.where(better, index + first, ids)
+    return ids

@@ -14,6 +14,12 @@ post-processing:
     (inference/labels.py). "nearest" takes the argmax at network resolution and upsamples the ids
     (differs from the reference within about one network pixel of class boundaries).
 Same-shaped frames of a batch go through one forward; frames of different sizes are grouped.
+
+`preprocessing="reference"` instead reproduces the official DPT scripts end to end: float
+pipeline in (`preprocess.reference_input`: x / 255, cubic resize of the floats, unclipped), depth
+bicubic (align_corners=False) through torch without the clamp at 0, labels = argmax of the
+bicubically resized logits (`labels.labels_bicubic`; the official run_segmentation resizes its
+logits bicubically, not bilinearly). `label_upsampling` is then not used.
 """
 from __future__ import annotations
 
@@ -33,12 +39,14 @@ import torch.nn.functional as F
 from dpt_perception.inference.labels import (
     LABEL_UPSAMPLING,
     label_dtype,
+    labels_bicubic,
     labels_bilinear,
     labels_from_logits,
     labels_nearest,
     logits_hwc,
 )
 from dpt_perception.inference.preprocess import (
+    check_preprocessing,
     check_rgb_image,
     net_input_shape,
     parse_net_size,
@@ -59,7 +67,9 @@ class Prediction:
 
     depth: float32 (H, W); relative inverse depth ("inverse_relative", larger = closer,
       affine-invariant) or metres ("metric_m"); None when depth was not requested or the model has
-      no depth head. labels: class ids (H, W), uint8 for <= 256 classes else uint16, or None.
+      no depth head. >= 0 with "fast" preprocessing; "reference" keeps the bicubic overshoot, which
+      can dip slightly below 0 next to depth edges, as the official scripts' output does.
+    labels: class ids (H, W), uint8 for <= 256 classes else uint16, or None.
     logits: float32 (num_classes, h, w) at NETWORK resolution, only with `return_logits`.
     timings: milliseconds per stage ("preprocess", "forward", "depth", "labels", "total"); stages
       shared by a batch are reported with the batch's time for every frame of it.
@@ -102,10 +112,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
-def upsample_depth(depth_lowres: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, h, w) -> (B, H, W) bicubic (align_corners=False, as the reference), clamped >= 0."""
+def upsample_depth(depth_lowres: torch.Tensor, size: tuple[int, int], clamp: bool = True) -> torch.Tensor:
+    """(B, h, w) -> (B, H, W) bicubic (align_corners=False, as the reference), clamped >= 0
+    unless `clamp` is False (the official scripts keep the overshoot)."""
     out = F.interpolate(depth_lowres.unsqueeze(1).float(), size=size, mode="bicubic", align_corners=False)
-    return out.squeeze(1).clamp_(min=0.0)
+    out = out.squeeze(1)
+    return out.clamp_(min=0.0) if clamp else out
 
 
 def upsample_depth_numpy(depth_lowres: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -135,12 +147,14 @@ class Predictor:
         return_logits: also return network-resolution segmentation logits.
         channels_last: run the model and its input in channels-last memory format (~0.9x time
             on CPU per the project's measurements; engines pick their own layout and ignore it).
+        preprocessing: "fast" (uint8 resize, exact-bilinear labels, depth clamped at 0) or
+            "reference" (the official float pipeline and bicubic outputs; see the module docstring).
     """
 
     def __init__(self, model: torch.nn.Module, device: str = "auto", precision: str = "fp32",
                  net_size=None, resize_rule: str = "minimal", label_upsampling: str = "bilinear",
                  want_depth: bool = True, want_labels: bool = True, return_logits: bool = False,
-                 channels_last: bool = False):
+                 channels_last: bool = False, preprocessing: str = "fast"):
         if not hasattr(model, "config"):
             raise TypeError("model must be a DPT with a .config (DPTConfig); got "
                             f"{type(model).__name__} without one")
@@ -152,6 +166,7 @@ class Predictor:
         if label_upsampling not in LABEL_UPSAMPLING:
             raise ValueError(f"unknown label_upsampling {label_upsampling!r}; "
                              f"expected one of {LABEL_UPSAMPLING}")
+        self.preprocessing = check_preprocessing(preprocessing)
         self.precision = precision
         self.config = model.config
         self.model = model.eval().to(self.device)
@@ -295,6 +310,7 @@ class Predictor:
     def _use_lowres_logits(self, do_labels: bool, want_logits: bool) -> bool:
         """Half-resolution logits feed the exact CPU label path; returned logits stay full size."""
         return (do_labels and not want_logits and self._forward_takes_lowres
+                and self.preprocessing == "fast"
                 and self.label_upsampling == "bilinear" and self.device.type == "cpu")
 
     @torch.inference_mode()
@@ -311,7 +327,8 @@ class Predictor:
 
         with self._lock:
             t0 = time.perf_counter()
-            x = preprocess_many(images, net_shape, self.config.mean, self.config.std, self.device)
+            x = preprocess_many(images, net_shape, self.config.mean, self.config.std, self.device,
+                                preprocessing=self.preprocessing)
             self._sync()
             t1 = time.perf_counter()
             lowres = self._use_lowres_logits(do_labels, want_logits)
@@ -337,12 +354,16 @@ class Predictor:
             # The reference converts at network resolution (inside its model), then resizes.
             depth = torch.reciprocal(depth.mul(self.config.depth_scale).add_(self.config.depth_shift)
                                      .clamp_(min=METRIC_EPS))
+        if self.preprocessing == "reference":
+            return list(upsample_depth(depth, size, clamp=False).cpu().numpy())
         if self.device.type == "cpu":
             return [upsample_depth_numpy(d, size) for d in depth.numpy()]
         return list(upsample_depth(depth, size).cpu().numpy())
 
     def _post_labels(self, logits: torch.Tensor, size: tuple[int, int], lowres: bool) -> list[np.ndarray]:
         dtype = label_dtype(logits.shape[1])
+        if self.preprocessing == "reference":
+            return [a.astype(dtype) for a in labels_bicubic(logits, size).cpu().numpy()]
         if self.label_upsampling == "bilinear":
             if self.device.type == "cpu":
                 return labels_from_logits(logits, size, lowres=lowres)

@@ -2,9 +2,18 @@
 
 The reference resizes an RGB image with cubic interpolation so that both sides are multiples of
 32 while keeping the aspect ratio ("minimal" rule), then normalises with mean = std = 0.5.
-Here the resize runs on the uint8 image with OpenCV (4x less memory traffic than on floats) and
-the normalisation runs in place on the tensor that is handed to the network, on its device, so
-the only full-size float copy made is the network input itself.
+Two ways to do it (`PREPROCESSING`):
+
+- "fast" (the node's default): the resize runs on the uint8 image with OpenCV (4x less memory
+  traffic than on floats) and the normalisation runs in place on the tensor that is handed to
+  the network, on its device, so the only full-size float copy made is the network input
+  itself. The resized pixels are rounded and clipped to 0..255 (cubic overshoots at edges).
+- "reference" (evaluation's default): the official scripts' float pipeline: the image as
+  floats in [0, 1] (x / 255), cubic resize of the floats (no rounding, no clipping of the
+  overshoot), (x - mean) / std, HWC -> CHW, cast to float32 last. Like the official code
+  (`cv2.imread(...) / 255.0` is float64) it computes in float64: OpenCV's float32 cubic resize
+  differs from its float64 one by up to ~4e-6 (measured in the tests), float64 matches the
+  official input to float32 rounding.
 """
 from __future__ import annotations
 
@@ -15,6 +24,16 @@ import numpy as np
 import torch
 
 RESIZE_RULES = ("minimal", "lower_bound", "upper_bound", "fixed")
+#: preprocessing + output resampling of the Predictor and of evaluation (docs/model.md)
+PREPROCESSING = ("fast", "reference")
+
+
+def check_preprocessing(name) -> str:
+    """`name` if it is one of `PREPROCESSING`, else a ValueError naming the valid choices."""
+    if name not in PREPROCESSING:
+        raise ValueError(f"unknown preprocessing {name!r}; expected one of {PREPROCESSING} "
+                         "('reference' = the official float pipeline, 'fast' = the uint8 path)")
+    return name
 
 
 def parse_net_size(net_size) -> tuple[int, int]:
@@ -122,15 +141,42 @@ def _normalise_affine(mean, std, device, dtype) -> tuple[torch.Tensor, torch.Ten
     return cached
 
 
+def reference_input(rgb: np.ndarray, shape: tuple[int, int], mean, std) -> np.ndarray:
+    """The official float pipeline for one uint8 RGB image: float32 (3, h, w) network input.
+
+    x / 255 in float64 (as the official `read_image`), cubic resize of the floats (OpenCV
+    INTER_CUBIC, overshoot kept), (x - mean) / std per channel, HWC -> CHW, float32."""
+    rgb = check_rgb_image(rgb)
+    mean_a = np.asarray(mean, dtype=np.float64).reshape(-1)
+    std_a = np.asarray(std, dtype=np.float64).reshape(-1)
+    if mean_a.shape != (3,) or std_a.shape != (3,):
+        raise ValueError(f"mean and std need 3 values (R, G, B), got {mean!r} and {std!r}")
+    if np.any(std_a <= 0):
+        raise ValueError(f"std values must be positive, got {std!r}")
+    h, w = shape
+    x = rgb / 255.0
+    if x.shape[:2] != (h, w):
+        x = cv2.resize(x, (w, h), interpolation=cv2.INTER_CUBIC)
+    x = (x - mean_a) / std_a
+    return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+
+
 def preprocess_many(images: Sequence[np.ndarray], shape: tuple[int, int], mean, std, device="cpu",
-                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                    dtype: torch.dtype = torch.float32, preprocessing: str = "fast") -> torch.Tensor:
     """Resize and normalise same-purpose images into one (B, 3, h, w) tensor on `device`.
 
-    The uint8 pixels travel to the device (4x less than floats), the layout change HWC -> CHW and
-    the cast happen in one copy there, and the normalisation is in place.
+    "fast": the uint8 pixels travel to the device (4x less than floats), the layout change
+    HWC -> CHW and the cast happen in one copy there, and the normalisation is in place.
+    "reference": `reference_input` per image on the CPU, then one copy to the device.
     """
+    check_preprocessing(preprocessing)
     if len(images) == 0:
         raise ValueError("preprocess needs at least one image")
+    if preprocessing == "reference":
+        floats = [reference_input(check_rgb_image(im, f"image {i}"), shape, mean, std)
+                  for i, im in enumerate(images)]
+        stacked = floats[0][None] if len(floats) == 1 else np.stack(floats)
+        return torch.from_numpy(stacked).to(device=device, dtype=dtype)
     resized = [resize_rgb(check_rgb_image(im, f"image {i}"), shape) for i, im in enumerate(images)]
     stacked = resized[0][None] if len(resized) == 1 else np.stack(resized)
     pixels = torch.from_numpy(stacked).to(device, non_blocking=True)  # (B, h, w, 3) uint8
@@ -140,6 +186,6 @@ def preprocess_many(images: Sequence[np.ndarray], shape: tuple[int, int], mean, 
 
 
 def preprocess(rgb_uint8: np.ndarray, shape: tuple[int, int], mean, std, device="cpu",
-               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+               dtype: torch.dtype = torch.float32, preprocessing: str = "fast") -> torch.Tensor:
     """One H x W x 3 uint8 RGB image -> normalised (1, 3, h, w) tensor on `device`."""
-    return preprocess_many([rgb_uint8], shape, mean, std, device, dtype)
+    return preprocess_many([rgb_uint8], shape, mean, std, device, dtype, preprocessing)

@@ -118,6 +118,7 @@ class DptPerception:
             self.predictor = Predictor(
                 *build_engine(model, s.backend, s.device, s.precision),
                 net_size=_net_size(s.net_size),
+                preprocessing=s.preprocessing,
             )
             self.depth_mode, self.depth_warnings = resolve_depth_mode(
                 s.depth_mode,

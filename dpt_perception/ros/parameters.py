@@ -19,6 +19,8 @@ from rclpy.expand_topic_name import expand_topic_name
 from rclpy.validate_full_topic_name import validate_full_topic_name
 from rclpy.validate_namespace import validate_namespace
 
+from dpt_perception.inference.preprocess import PREPROCESSING
+
 DEPTH_MODES = ("auto", "model", "fixed", "fit")
 DEVICES_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N"
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -69,6 +71,15 @@ _SPEC: dict[str, tuple] = {
         "frames per resolution); onnxruntime (exports a dynamic-size ONNX file into the weights cache "
         "on first use; CUDA/TensorRT execution providers when installed); tensorrt (needs the "
         "tensorrt package and a GPU; engines cached on disk).",
+        True,
+        {},
+    ),
+    "preprocessing": (
+        "fast",
+        _T.PARAMETER_STRING,
+        f"Pre-processing and output resampling, one of {PREPROCESSING}: fast (uint8 cubic resize, "
+        "exact bilinear labels, depth clamped at 0) or reference (the official DPT scripts' float "
+        "pipeline with bicubic depth and logits: their outputs exactly, slower; see docs/model.md).",
         True,
         {},
     ),
@@ -232,6 +243,7 @@ class Settings:
     device: str
     precision: str
     backend: str
+    preprocessing: str
     net_size: list[int]
     cameras: list[str]
     image_topic: str
@@ -379,6 +391,8 @@ def validate_value(name: str, value) -> str | None:
         return f"precision must be one of {PRECISIONS}, got {value!r}"
     if name == "backend" and value not in BACKENDS:
         return f"backend must be one of {BACKENDS}, got {value!r}"
+    if name == "preprocessing" and value not in PREPROCESSING:
+        return f"preprocessing must be one of {PREPROCESSING}, got {value!r}"
     if name == "depth_mode" and value not in DEPTH_MODES:
         return f"depth_mode must be one of {DEPTH_MODES}, got {value!r}"
     if name == "image_transport" and value not in TRANSPORTS:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dpt_perception.inference.predictor import METRIC_EPS
 from dpt_perception.training.metrics import ConfusionMatrix, DepthMetrics
 
 # Points kept for the predicted-vs-true depth scatter plot (subsampled evenly over the set).
@@ -146,3 +147,122 @@ def flat_metrics(results: dict) -> dict[str, float]:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 flat[key] = float(value)
     return flat
+
+
+def as_list(batch: list) -> list:
+    """DataLoader collate for raw samples of any size: the list itself."""
+    return batch
+
+
+def evaluate_frames(
+    predictor,
+    batches,
+    protocol,
+    *,
+    relative: bool,
+    max_batches: int = 0,
+    num_examples: int = 0,
+    quantize_png: bool = False,
+) -> tuple[dict, dict]:
+    """Evaluate an `inference.Predictor` on raw samples (uint8 images at their own size, no
+    transform; `batches` yields lists of them, e.g. a DataLoader with `as_list`) under a
+    `protocols.Protocol`: the path a user of the package gets, with the predictor's
+    `preprocessing` ("reference" reproduces the official scripts). Same-sized frames of a batch
+    share a forward.
+
+    Depth: KB input crop when the protocol has one (the prediction is pasted back into a zero
+    frame), optional PNG quantisation as the official flow stores predictions, then
+    `protocols.image_depth_errors` per frame, averaged over the frames with valid pixels.
+    Labels: one confusion matrix over the set (the sample's ignore index skipped).
+    Returns ``(results, extras)`` shaped like `evaluate_model`'s, for `report.write_report`."""
+    from dpt_perception.training.data.augment import normalise
+    from dpt_perception.training.protocols import (
+        depth_eval_mask,
+        image_depth_errors,
+        kb_crop,
+        kb_uncrop,
+        png_quantize,
+        protocol_depth,
+    )
+
+    config = predictor.config
+    if protocol.task == "depth" and not predictor.has_depth:
+        raise ValueError(f"protocol {protocol.name!r} evaluates depth but the model has no depth head")
+    if protocol.task == "segmentation":
+        if not predictor.has_labels:
+            raise ValueError(f"protocol {protocol.name!r} evaluates labels but the model has no "
+                             "segmentation head")
+        if config.num_classes != protocol.num_classes:
+            raise ValueError(f"protocol {protocol.name!r} needs a {protocol.num_classes}-class model, "
+                             f"this one has {config.num_classes} classes")
+    want_depth = protocol.task in ("depth", "any")
+    want_labels = protocol.task in ("segmentation", "any")
+    predictor.want_depth, predictor.want_labels = want_depth, want_labels
+    depth_metrics = DepthMetrics("relative" if relative else "metric", protocol.min_depth or 1e-3,
+                                 protocol.max_depth or 80.0)
+    confusion_box: list[ConfusionMatrix] = []  # created at the first labelled frame
+    scatter_pred: list[np.ndarray] = []
+    scatter_true: list[np.ndarray] = []
+    generator = np.random.default_rng(0)
+    cropped = protocol.input_crop == "kb"
+
+    def _score_frame(sample: dict, pred) -> np.ndarray | None:
+        """Add one frame to the metrics; returns the metres scored (None without depth)."""
+        metric_depth = None
+        if want_depth and sample.get("has_depth") and pred.depth is not None:
+            gt, valid = sample["depth"], sample["depth_valid"]
+            depth = pred.depth
+            if relative and pred.depth_kind == "metric_m":  # aligned in inverse depth
+                depth = 1.0 / np.maximum(depth, METRIC_EPS)
+            elif not relative and pred.depth_kind == "inverse_relative":  # the config's conversion
+                depth = 1.0 / np.maximum(config.depth_scale * depth + config.depth_shift, METRIC_EPS)
+            depth = kb_uncrop(depth, gt.shape) if cropped else depth
+            if quantize_png and protocol.png_scale and not relative:
+                depth = png_quantize(depth, protocol.png_scale)
+            errors = image_depth_errors(protocol, depth, gt, valid, relative)
+            if errors is not None:
+                depth_metrics.merge({k: [v] for k, v in errors.items()})
+                mask = depth_eval_mask(protocol, gt, valid)
+                metric_depth = protocol_depth(protocol, depth, gt, mask, relative)
+                idx = np.flatnonzero(mask)
+                pick = generator.choice(idx, size=min(idx.size, _SCATTER_POINTS_PER_IMAGE), replace=False)
+                scatter_pred.append(metric_depth.ravel()[pick])
+                scatter_true.append(gt.ravel()[pick])
+        if want_labels and sample.get("has_labels") and pred.labels is not None:
+            if not confusion_box:
+                confusion_box.append(ConfusionMatrix(config.num_classes, int(sample["ignore_index"]),
+                                                     getattr(config, "class_names", None)))
+            labels = torch.from_numpy(np.asarray(sample["labels"], np.int64))[None]
+            confusion_box[0].update(torch.from_numpy(pred.labels.astype(np.int64))[None], labels)
+        return metric_depth
+
+    examples: list[dict] = []
+    start = time.perf_counter()
+    num_images = 0
+    for b, batch in enumerate(batches):
+        if max_batches and b >= max_batches:
+            break
+        preds = predictor.infer_batch([kb_crop(s["image"]) if cropped else s["image"] for s in batch])
+        for sample, pred in zip(batch, preds):
+            num_images += 1
+            metric_depth = _score_frame(sample, pred)
+            if len(examples) < num_examples and metric_depth is not None:
+                examples.append({
+                    "image": torch.from_numpy(normalise(sample["image"], config.mean, config.std)),
+                    "outputs": {},
+                    "depth": torch.from_numpy(sample["depth"]),
+                    "depth_valid": torch.from_numpy(depth_eval_mask(protocol, sample["depth"],
+                                                                    sample["depth_valid"])),
+                    "labels": None,
+                    "metric_depth": torch.from_numpy(metric_depth.astype(np.float32)),
+                })
+    results: dict = {"num_images": num_images, "seconds": time.perf_counter() - start}
+    extras: dict = {"examples": examples}
+    if depth_metrics.num_images:
+        results["depth"] = depth_metrics.compute()
+        results["depth"]["mode"] = "relative (aligned per image)" if relative else "metric"
+        extras["scatter"] = (np.concatenate(scatter_pred), np.concatenate(scatter_true))
+    if confusion_box:
+        results["segmentation"] = confusion_box[0].compute()
+        extras["confusion_matrix"] = confusion_box[0].matrix.clone()
+    return results, extras

@@ -2,7 +2,10 @@
 
 Depth (per image, then averaged over images, the usual Eigen/MiDaS protocol):
   AbsRel = mean |p - g| / g, SqRel = mean (p - g)^2 / g, RMSE = sqrt(mean (p - g)^2),
-  RMSE-log = sqrt(mean (log p - log g)^2), delta_k = fraction with max(p/g, g/p) < 1.25**k.
+  RMSE-log = sqrt(mean (log p - log g)^2), delta_k = fraction with max(p/g, g/p) < 1.25**k,
+  SILog = 100 * sqrt(mean e^2 - (mean e)^2) with e = log p - log g, log10 = mean |log10 p - log10 g|
+  (the formulas of the BTS evaluation script the DPT paper's NYU/KITTI numbers come from; the
+  published protocols, with their crops and caps, are in ``protocols.py``).
 Only ground-truth pixels that are valid and inside ``[min_depth, max_depth]`` count.
 - relative models: the raw inverse-depth prediction is aligned to the ground-truth inverse
   depth per image by least-squares scale + shift (as MiDaS evaluates), the aligned inverse
@@ -26,14 +29,16 @@ import torch
 
 from dpt_perception.training.alignment import apply_scale_shift, fit_scale_shift
 
-DEPTH_METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3")
+DEPTH_METRIC_NAMES = (
+    "abs_rel", "sq_rel", "rmse", "rmse_log", "silog", "log10", "delta1", "delta2", "delta3"
+)
 # Lower is better for errors, higher for accuracies (used by keep-best).
 HIGHER_IS_BETTER = {"delta1", "delta2", "delta3", "pixel_accuracy", "miou", "mean_accuracy"}
 
 
 def depth_errors(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The seven depth metrics per image for metric depths (B,H,W); images without valid pixels
-    get NaN. Returns name -> (B,) float64 tensor."""
+    """The depth metrics (`DEPTH_METRIC_NAMES`) per image for metric depths (B,H,W); images
+    without valid pixels get NaN. Returns name -> (B,) float64 tensor."""
     pred = pred.double()
     gt = gt.double()
     m = mask & (gt > 0) & (pred > 0)
@@ -48,11 +53,14 @@ def depth_errors(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> di
         return torch.where(n > 0, total / n.clamp(min=1), torch.full_like(n, float("nan")))
 
     log_diff = torch.log(safe_pred) - torch.log(safe_gt)
+    silog_var = (mean(log_diff**2) - mean(log_diff) ** 2).clamp(min=0.0)  # >= 0 up to rounding
     return {
         "abs_rel": mean(diff.abs() / safe_gt),
         "sq_rel": mean(diff**2 / safe_gt),
         "rmse": mean(diff**2).sqrt(),
         "rmse_log": mean(log_diff**2).sqrt(),
+        "silog": silog_var.sqrt() * 100.0,
+        "log10": mean((torch.log10(safe_pred) - torch.log10(safe_gt)).abs()),
         "delta1": mean((ratio < 1.25).double()),
         "delta2": mean((ratio < 1.25**2).double()),
         "delta3": mean((ratio < 1.25**3).double()),

@@ -25,6 +25,8 @@ _DEPTH_HEADERS = {
     "sq_rel": "SqRel",
     "rmse": "RMSE",
     "rmse_log": "RMSE-log",
+    "silog": "SILog",
+    "log10": "log10",
     "delta1": "δ<1.25",
     "delta2": "δ<1.25²",
     "delta3": "δ<1.25³",
