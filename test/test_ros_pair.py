@@ -107,6 +107,7 @@ def test_pair_serves_every_output_each_equal_to_its_own_model(ros_env, teachers,
         assert probe.spin_until(lambda: probe.latest_status(suffix=": camera") is not None, 20.0)
         values = status_values(probe.latest_status(suffix=": camera"))
         assert "TWO encoders" in values["model"] and " ms " in values["model"], values
+        assert values["encoder passes per frame"] == "2.00", values
         assert "seg_teacher" in values["weights"] and "depth_teacher" in values["weights"]
         assert node.poll() is None
     finally:

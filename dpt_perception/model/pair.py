@@ -119,3 +119,28 @@ def single_task_model(model: DPT, task: str) -> DPT:
     wanted = single.state_dict()
     single.load_state_dict({k: v for k, v in model.state_dict().items() if k in wanted}, strict=True)
     return single.eval()
+
+
+class EncoderPassCounter:
+    """Counts, with forward hooks, the images that go through `model` and through each encoder
+    inside it: `per_frame()` is 1.0 for a shared-encoder DPT, 2.0 for a TaskPair asked for both
+    tasks (measured, not assumed; engines that bypass the module, e.g. ONNX, are not seen)."""
+
+    def __init__(self, model: nn.Module):
+        from .vit import VisionTransformer
+
+        self.frames = 0
+        self.encoder_images = 0
+        model.register_forward_hook(self._on_model)
+        for module in model.modules():
+            if isinstance(module, VisionTransformer):
+                module.register_forward_hook(self._on_encoder)
+
+    def _on_model(self, _module, inputs, _output) -> None:
+        self.frames += int(inputs[0].shape[0])
+
+    def _on_encoder(self, _module, inputs, _output) -> None:
+        self.encoder_images += int(inputs[0].shape[0])
+
+    def per_frame(self) -> float | None:
+        return self.encoder_images / self.frames if self.frames else None

@@ -34,7 +34,7 @@ from dpt_perception.inference.loading import load_dpt_model
 from dpt_perception.inference.predictor import Predictor, resolve_device
 from dpt_perception.inference.scheduling import InferenceWorker
 from dpt_perception.inference.weights import distilled_target
-from dpt_perception.model.pair import TaskPair
+from dpt_perception.model.pair import EncoderPassCounter, TaskPair
 from dpt_perception.msg import ClassTable
 from dpt_perception.ros import outputs
 from dpt_perception.ros.camera_channel import CameraChannel, Needs
@@ -72,6 +72,10 @@ def build_engine(model, backend: str, device: str, precision: str):
 
     resolved = resolve_device(device)
     return make_engine(model, backend, device=resolved, precision=precision), resolved, "fp32"
+
+
+def _format_passes(value: float | None) -> str:
+    return "not measured (engine bypasses the PyTorch modules)" if value is None else f"{value:.2f}"
 
 
 def describe_model(model, weights: Sequence[str], net_h: int, net_w: int) -> str:
@@ -114,6 +118,7 @@ class DptPerception:
                 f"could not load weights {s.weights!r} (model {s.model or 'auto'}): "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+        self.encoder_passes = EncoderPassCounter(model)
         try:
             self.predictor = Predictor(
                 *build_engine(model, s.backend, s.device, s.precision),
@@ -411,6 +416,7 @@ class DptPerception:
             "precision": s.precision,
             "weights": " + ".join(s.weights),
             "model": self.model_summary,
+            "encoder passes per frame": _format_passes(self.encoder_passes.per_frame()),
             "net_size (HxW)": "x".join(map(str, self.predictor.net_size)),
             "depth mode": self.depth_mode,
             "worker errors": str(worker.errors),

@@ -190,7 +190,7 @@ def init_student(pair: TaskPair, seed: int = 0, segmentation_init: str = "teache
             notes.append(f"{name}: segmentation teacher")
         except RuntimeError:  # shapes differ: the teachers' encoders have different widths
             notes.append(f"{name}: fresh (the segmentation teacher's does not fit the depth encoder)")
-    return student, notes
+    return student.eval(), notes
 
 
 def trainable_groups(student: DPT, cfg: DistillConfig) -> list[dict]:
