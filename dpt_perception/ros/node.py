@@ -390,7 +390,17 @@ class DptPerception:
         gap = abs(_seconds(sparse.header.stamp) - _seconds(header.stamp))
         if gap > self.settings.sparse_depth_max_age:
             return
-        converter.observe_sparse(relative, outputs.sparse_depth_array(sparse))
+        try:
+            converter.observe_sparse(relative, outputs.sparse_depth_array(sparse))
+        except ValueError as exc:  # ImageConversionError too: a bad side input
+            # Only the fit degrades: the last good scale/shift stays, this frame's outputs go out.
+            if channel.rejected_sparse is not sparse:  # say why once per bad message
+                channel.rejected_sparse = sparse
+                self.get_logger().warning(
+                    f"{channel.key}: ignoring bad sparse depth on {channel.sparse_sub.topic_name} "
+                    f"(keeping the last fit): {exc}",
+                    throttle_duration_sec=5.0,
+                )
 
     # ---- diagnostics -------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
