@@ -4,7 +4,9 @@
   the fit: the last good scale/shift stays, depth, labels and points keep flowing and equal what
   that fit gives, frames count as processed, and the reason is logged once per message, throttled.
 - `depth/camera_info` is published when it is the only output subscribed (it describes the depth
-  image, so the depth is computed for it).
+  image, so the depth is computed for it); a CameraInfo with an ROI gets K reduced like
+  image_geometry does, one whose ROI cannot be used (do_rectify) gives no depth/camera_info and a
+  reason, frames are still processed.
 """
 
 import time
@@ -185,5 +187,28 @@ def test_depth_camera_info_alone_is_published(ros_env, tmp_path):
         assert (info.height, info.width) == (H, W)  # the depth image's size
         np.testing.assert_allclose(info.k, [60.0, 0, 31.75, 0, 55.0, 23.75, 0, 0, 1])  # K of 2x size / 2
         assert 1 <= info.header.stamp.sec <= s.stamp and info.header.frame_id == "cam"
+
+        # A camera sending the ROI at (32, 16) of its 128x96 calibration: K reduced as image_geometry
+        # does (cx - 32, cy - 16), not scaled from 128x96.
+        s.info.roi.x_offset, s.info.roi.y_offset, s.info.roi.width, s.info.roi.height = 32, 16, W, H
+        s.stream(1.0)
+        got = s.stream(3.0)
+        assert got["/dpt/depth/camera_info"] >= 2, got
+        reduced = s.probe.latest("/dpt/depth/camera_info").k
+        np.testing.assert_allclose(reduced, [120, 0, 31.5, 0, 110, 31.5, 0, 0, 1])
+
+        # The same ROI with do_rectify (rectified ROI not computed): no depth/camera_info, a reason
+        # in the log, frames still processed.
+        s.info.roi.do_rectify = True
+        s.stream(1.0)
+        processed = int(s.diag().get("frames processed", 0))
+        got = s.stream(3.0)
+        assert got["/dpt/depth/camera_info"] <= 1, got
+        s.probe.spin_for(0.7)
+        assert int(s.diag().get("frames processed", 0)) >= processed + 3, s.diag()
+        text = s.text()
+        assert "no depth/camera_info or points from this CameraInfo" in text, text[-2000:]
+        assert "do_rectify" in text, text[-2000:]
+        assert "Traceback" not in text and s.node.poll() is None
     finally:
         s.close()

@@ -352,7 +352,15 @@ class DptPerception:
                 f"{channel.key}: no CameraInfo received yet; depth/camera_info and points wait for it",
                 throttle_duration_sec=5.0,
             )
-        scaled_info = None if info is None else outputs.scaled_camera_info(info, header, shape)
+        scaled_info = None
+        if info is not None:
+            try:
+                scaled_info = outputs.scaled_camera_info(info, header, shape)
+            except ValueError as exc:  # depth and labels still go out
+                self.get_logger().warning(
+                    f"{channel.key}: no depth/camera_info or points from this CameraInfo: {exc}",
+                    throttle_duration_sec=5.0,
+                )
         if scaled_info is not None and needs.depth_info and metric is not None:
             channel.depth_info_pub.publish(scaled_info)
         labels = prediction.labels
