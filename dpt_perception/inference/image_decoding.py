@@ -12,6 +12,8 @@ cv_bridge decode), so the frame's width and height are the header's and the Came
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import cv2
 import numpy as np
 
@@ -127,7 +129,8 @@ def _header(data: bytes) -> tuple[str, int, int, tuple[int, int] | None]:
     _refuse(data)
 
 
-def _refuse(data: bytes):
+def _refuse(data: bytes) -> NoReturn:
+    """Raise for a payload that is none of DECODED_FORMATS, naming its format where known."""
     if data[4:8] == b"ftyp":
         name = f"ISO media ({data[8:12].decode('latin-1')!r}, e.g. AVIF/HEIF)"
     else:
