@@ -5,6 +5,7 @@ import pytest
 from dpt_perception.inference.geometry import (
     PointCloudProjector,
     pack_rgb_float,
+    roi_binning_matrices,
     scale_camera_info_matrices,
     unpack_rgb_float,
 )
@@ -21,6 +22,27 @@ def test_scale_camera_info_like_image_proc_resize():
     k3, p3 = scale_camera_info_matrices(np.reshape(K, (3, 3)), np.reshape(P, (3, 4)), (480, 640), (480, 640))
     assert k3.shape == (3, 3) and p3.shape == (3, 4)
     np.testing.assert_array_equal(k3.ravel(), K)
+
+
+def test_roi_binning_matrices_like_image_geometry():
+    """image_geometry's reduced model: cx, cy minus the ROI offset, then divided with fx, fy by the
+    binning; checked on values and on projection: a 3-D point lands at (U - x0) / bx, (V - y0) / by
+    of its full-resolution pixel (U, V)."""
+    k2, p2 = roi_binning_matrices(K, P, (100, 40), (2, 4))
+    assert k2.shape == (9,) and p2.shape == (12,)
+    np.testing.assert_allclose(k2, [250.0, 0, 110.0, 0, 127.5, 50.0, 0, 0, 1])
+    np.testing.assert_allclose(p2, [250.0, 0, 110.5, -12.5, 0, 127.5, 50.25, 0, 0, 0, 1, 0])
+    points = np.random.default_rng(0).uniform([-2, -2, 0.5], [2, 2, 9], (50, 3))
+    homogeneous = np.hstack([points, np.ones((50, 1))])
+    pairs = ((np.reshape(P, (3, 4)), p2.reshape(3, 4)), (np.reshape(K, (3, 3)), k2.reshape(3, 3)))
+    for full, reduced in pairs:
+        xyz = homogeneous if full.shape[1] == 4 else points
+        uvw_full, uvw = xyz @ full.T, xyz @ reduced.T
+        np.testing.assert_allclose(uvw[:, 0] / uvw[:, 2], (uvw_full[:, 0] / uvw_full[:, 2] - 100) / 2)
+        np.testing.assert_allclose(uvw[:, 1] / uvw[:, 2], (uvw_full[:, 1] / uvw_full[:, 2] - 40) / 4)
+    np.testing.assert_array_equal(roi_binning_matrices(K, P, (0, 0), (1, 1))[0], K)
+    with pytest.raises(ValueError, match="binning must be >= 1"):
+        roi_binning_matrices(K, P, (0, 0), (0, 1))
 
 
 def test_scale_camera_info_rejects_bad_input():

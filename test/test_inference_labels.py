@@ -133,6 +133,55 @@ def test_axis_taps_reproduce_torch_interpolation():
     assert resize_stages((10, 12), (37, 30), lowres=True) == expected_stages
 
 
+def _dense_taps(n_src, stages):
+    """The taps from dense (n_out x n_in) interpolation matrices multiplied out: the former
+    implementation, O(n^2) memory, kept here as the oracle."""
+    m = np.eye(n_src)
+    for n_out, align_corners in stages:
+        n_in = m.shape[0]
+        signal = torch.eye(n_in, dtype=torch.float32).view(n_in, 1, 1, n_in)
+        stage = F.interpolate(signal, size=(1, n_out), mode="bilinear", align_corners=align_corners)
+        m = stage[:, 0, 0, :].double().numpy().T @ m  # (n_out, n_in): torch's own weights
+    nonzero = m > 1e-12
+    first = nonzero.argmax(1)
+    last = n_src - 1 - nonzero[:, ::-1].argmax(1)
+    return first, last - first + 1, m
+
+
+@pytest.mark.parametrize(
+    ("n_src", "stages"),
+    [(10, ((24, True), (37, False))), (37, ((74, True), (20, False))), (5, ((10, True), (480, False))),
+     (64, ((64, False),)), (1, ((2, True), (9, False))), (30, ((60, True), (61, False))), (7, ())],
+)
+def test_axis_taps_equal_the_dense_composition(n_src, stages):
+    first, span, m = _dense_taps(n_src, stages)
+    taps = axis_taps(n_src, stages)
+    np.testing.assert_array_equal(taps.first, first)
+    np.testing.assert_array_equal(taps.span, span)
+    assert taps.taps == span.max() and taps.weight.shape == (len(first), span.max())
+    index = np.minimum(first[:, None] + np.arange(taps.taps), n_src - 1)
+    dense = np.where(np.arange(taps.taps) < span[:, None], m[np.arange(len(first))[:, None], index], 0)
+    np.testing.assert_allclose(taps.weight, dense, atol=1e-6)
+
+
+def test_axis_taps_of_a_long_axis_are_linear_in_memory_and_time():
+    """An 8192-pixel-wide strip from 4096 logits (x2 head, then the image size): the dense
+    composition needed 8192 x 8192 and 8192 x 4096 float64 matrices (768 MB, 275 GFLOP)."""
+    import time
+    import tracemalloc
+
+    axis_taps.cache_clear()
+    tracemalloc.start()
+    start = time.perf_counter()
+    taps = axis_taps(4096, ((8192, True), (8192, False)))
+    elapsed = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert taps.weight.shape[0] == 8192 and taps.taps <= 3
+    assert peak < 8 << 20, f"{peak / 2**20:.1f} MiB"
+    assert elapsed < 1.0, elapsed
+
+
 def test_exact_labels_reject_taps_of_another_geometry():
     rows, cols = axis_taps(8, ((16, True),)), axis_taps(8, ((16, True),))
     with pytest.raises(ValueError, match="logits are 6x8 but the taps were built for 8x8"):

@@ -221,3 +221,17 @@ def test_bad_inputs_have_clear_errors():
     with pytest.raises(TypeError, match="list"):
         pred.infer_batch(np.zeros((32, 32, 3), np.uint8))
     assert pred.infer_batch([]) == []
+
+
+def test_a_strip_image_runs_at_a_bounded_network_size():
+    """A 64 x 8192 strip at net_size 64 x 64: "minimal" kept 64 x 8192 (128x the target's pixels) and
+    the label resampler composed dense 8192 x 8192 matrices: 45 s and +1.2 GB for one frame. Now the
+    network input is bounded by total pixels and the outputs still come at the image's size."""
+    from dpt_perception.inference.preprocess import MAX_NET_AREA_RATIO
+
+    predictor = Predictor(make_model(num_classes=5, net_size=[64, 64]), device="cpu")
+    for shape in ((64, 8192), (8192, 64)):
+        out = predictor.infer_image(rgb_image(*shape))
+        assert out.net_shape[0] * out.net_shape[1] <= MAX_NET_AREA_RATIO * 64 * 64, out.net_shape
+        assert out.depth.shape == shape and out.labels.shape == shape
+        assert np.isfinite(out.depth).all()

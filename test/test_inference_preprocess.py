@@ -32,12 +32,43 @@ def test_net_input_shape_bounds_are_respected():
         uh, uw = net_input_shape(h, w, 384, rule="upper_bound")
         lh, lw = net_input_shape(h, w, 384, rule="lower_bound")
         assert uh <= 384 and uw <= 384 and uh % 32 == 0 and uw % 32 == 0
-        assert lh >= 384 and lw >= 384 and lh % 32 == 0 and lw % 32 == 0
+        assert lh % 32 == 0 and lw % 32 == 0
+        if max(h, w) / min(h, w) <= 4:  # else the total-pixel bound wins (a 1:10 image: 384 x 3840)
+            assert lh >= 384 and lw >= 384
+
+
+@pytest.mark.parametrize("rule", ["minimal", "lower_bound", "upper_bound"])
+@pytest.mark.parametrize(("h", "w", "net"), [
+    (64, 8192, 64), (8192, 64, 64), (384, 8192, 384), (64, 8192, 384), (1, 100000, 64),
+    (384, 20000, (384, 512)), (20000, 384, (384, 512)),
+])
+def test_net_input_shape_of_strips_is_bounded_by_total_pixels(h, w, net, rule):
+    """A 64 x 8192 strip at target 64 x 64 kept 64 x 8192 under "minimal" (128x the target's pixels;
+    45 s and +1.2 GB for one frame of the tiny model); now at most MAX_NET_AREA_RATIO x the target."""
+    from dpt_perception.inference.preprocess import MAX_NET_AREA_RATIO
+
+    net_h, net_w = (net, net) if isinstance(net, int) else net
+    nh, nw = net_input_shape(h, w, net, rule=rule)
+    assert nh % 32 == 0 and nw % 32 == 0 and nh >= 32 and nw >= 32
+    assert nh * nw <= MAX_NET_AREA_RATIO * net_h * net_w, (nh, nw)
+    assert (nh >= nw) == (h >= w) or min(nh, nw) == 32  # the long side stays the long side
+
+
+def test_net_input_shape_of_ordinary_cameras_is_not_bounded():
+    for h, w in [(480, 640), (720, 1280), (1080, 1920), (375, 1242), (1200, 1920)]:
+        for net in (384, (384, 512), (352, 1216)):
+            from dpt_perception.inference.preprocess import _rule_shape
+
+            assert net_input_shape(h, w, net) == _rule_shape(h, w, net)
 
 
 def test_net_input_shape_never_returns_zero():
     # Factors 1.6 (h) and 0.04 (w): 1.6 wins -> 8 x 320; the reference would round 8 down to 0.
-    assert net_input_shape(5, 200, 8, rule="minimal") == (32, 320)
+    from dpt_perception.inference.preprocess import _rule_shape
+
+    assert _rule_shape(5, 200, 8, rule="minimal") == (32, 320)
+    # ... which holds 10 target-sized (at least one multiple: 32 x 32) areas: bounded to 4.
+    assert net_input_shape(5, 200, 8, rule="minimal") == (32, 128)
 
 
 @pytest.mark.parametrize("bad", [0, -32, (384,), (384, 0), "384", 3.5, (1.5, 2)])

@@ -146,6 +146,23 @@ def test_position_embedding_cache_follows_weight_changes():
     assert fresh.requires_grad, "training must recompute position embeddings so gradients flow"
 
 
+def test_position_embedding_cache_is_bounded_least_recently_used_first():
+    """A sender changing its image size every frame must not grow the cache for good."""
+    from dpt_perception.model.vit import POS_CACHE_GRIDS
+
+    enc = DPT(DPTConfig.tiny("vit_base")).eval().encoder
+    with torch.no_grad():
+        kept = enc.position_embedding((2, 2))
+        for i in range(3 * POS_CACHE_GRIDS):
+            enc.position_embedding((3, 4 + i))
+            assert enc.position_embedding((2, 2)) is kept  # in use every frame: never dropped
+        assert len(enc._pos_cache) == POS_CACHE_GRIDS
+        assert (3, 4) not in enc._pos_cache and (3, 3 + 3 * POS_CACHE_GRIDS) in enc._pos_cache
+        again = enc.position_embedding((3, 4))  # recomputed, the same values
+    expected = resample_position_grid(enc.pos_embed, enc.num_prefix_tokens, (3, 4), enc.pos_grid_side)
+    assert torch.equal(again, expected)
+
+
 def test_depth_to_metric():
     x = torch.tensor([0.0, 1000.0, 20000.0])
     got = depth_to_metric(x, scale=0.000305, shift=0.1378)

@@ -3,6 +3,8 @@
 value, never a traceback; the same values sent at runtime are refused with a reason.
 """
 
+import dataclasses
+
 import pytest
 
 from conftest import node_start_up_problems
@@ -13,7 +15,7 @@ pytest.importorskip("dpt_perception.msg", reason="messages not built (run script
 
 from dpt_perception.model import DPT, DPTConfig  # noqa: E402
 from dpt_perception.model.checkpoints import save_model  # noqa: E402
-from dpt_perception.ros.parameters import validate_value  # noqa: E402
+from dpt_perception.ros.parameters import Settings, validate_value  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +44,9 @@ def _cases(tmp_path):
         "net_size_big": (["net_size:=[64, 100000]"], ["net_size", "100000"]),
         "depth_scale_nan": (["depth_mode:=fixed", "depth_scale:=.nan"], ["depth_scale", "nan"]),
         "diag_period": (["diagnostics_period:=0.0"], ["diagnostics_period", "0.05", "60.0"]),
+        "depth_scale_huge": (
+            ["depth_mode:=fixed", "depth_scale:=1e39"], ["depth_scale", "1e+39", "3.402823e+38"]
+        ),
     }
 
 
@@ -105,3 +110,19 @@ def test_bad_values_are_refused_with_a_reason_naming_the_parameter(name, value):
 )
 def test_good_runtime_values_are_accepted(name, value):
     assert validate_value(name, value) is None
+
+
+FLOAT_PARAMETERS = [f.name for f in dataclasses.fields(Settings) if f.type in ("float", float)]
+
+
+def test_there_are_float_parameters_to_check():
+    assert {"depth_scale", "depth_shift", "max_depth", "sparse_depth_max_age"} <= set(FLOAT_PARAMETERS)
+
+
+@pytest.mark.parametrize("name", FLOAT_PARAMETERS)
+def test_every_float_parameter_is_refused_beyond_float32_with_the_range(name):
+    """depth_scale = 1e39 was accepted and made every depth 0.0 m (1 / (1e39 * x) in float32)."""
+    for value in (1e39, -1e39, 3.5e38, 1e300):
+        reason = validate_value(name, value)
+        assert reason is not None and name in reason and "3.402823e+38" in reason, (name, value, reason)
+    assert "float32" not in (validate_value(name, 3.4e38) or "")  # still representable

@@ -34,6 +34,48 @@ def test_camera_info_is_scaled_to_the_depth_size_and_takes_the_image_header():
     np.testing.assert_allclose(same.k, _info(0, 0).k)
 
 
+def _roi(info, x0, y0, width, height, bx=0, by=0, do_rectify=False):
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = x0, y0, width, height
+    info.roi.do_rectify = do_rectify
+    info.binning_x, info.binning_y = bx, by
+    return info
+
+
+def test_camera_info_roi_and_binning_reduce_k_and_p_like_image_geometry():
+    """Calibrated at 640x480, sent as the ROI at (100, 40) of 400x320 binned 2x4: a 200x80 image.
+    For that image K and P are image_geometry's reduced ones: fx/2, (cx-100)/2, fy/4, (cy-40)/4."""
+    header = Header(frame_id="cam")
+    info = _roi(_info(640, 480, 400.0, 420.0, 319.5, 239.5), 100, 40, 400, 320, 2, 4)
+    out = outputs.scaled_camera_info(info, header, (80, 200))
+    expected = [200.0, 0, 109.75, 0, 105.0, 49.875, 0, 0, 1]
+    np.testing.assert_allclose(out.k, expected)
+    np.testing.assert_allclose(np.array(out.p).reshape(3, 4)[:, :3].ravel(), expected)
+    assert (out.width, out.height, out.binning_x, out.binning_y, out.roi.width) == (200, 80, 0, 0, 0)
+    # The depth image at half that size: the reduced intrinsics scaled by 1/2 on top.
+    half = outputs.scaled_camera_info(info, header, (40, 100))
+    np.testing.assert_allclose(np.array(half.k)[[0, 2, 4, 5]], [100.0, 54.875, 52.5, 24.9375])
+    # Binning alone (no ROI), and an ROI that is the whole image with do_rectify: as the full image.
+    binned = outputs.scaled_camera_info(_roi(_info(640, 480), 0, 0, 0, 0, 2, 2), header, (240, 320))
+    np.testing.assert_allclose(np.array(binned.k)[[0, 2, 4, 5]], [50.0, 39.75, 55.0, 29.75])
+    whole_roi = _roi(_info(640, 480), 0, 0, 640, 480, do_rectify=True)
+    whole = outputs.scaled_camera_info(whole_roi, header, (480, 640))
+    np.testing.assert_allclose(whole.k, _info(640, 480).k)
+
+
+@pytest.mark.parametrize(
+    ("roi", "message"),
+    [
+        ((600, 0, 100, 100, 1, 1, False), "ROI .* is not inside the calibrated 640x480 image"),
+        ((0, 0, 0, 100, 1, 1, False), "not inside"),
+        ((10, 10, 100, 100, 1, 1, True), "do_rectify: its rectified ROI depends on the distortion"),
+        ((0, 0, 0, 0, 1024, 1, False), "binning 1024x1 leaves no pixels"),
+    ],
+)
+def test_camera_info_roi_that_cannot_be_used_is_refused_with_the_reason(roi, message):
+    with pytest.raises(ValueError, match=message):
+        outputs.scaled_camera_info(_roi(_info(640, 480), *roi), Header(), (100, 100))
+
+
 def test_projection_matrix_falls_back_to_k_and_rejects_uncalibrated():
     p = outputs.projection_matrix(_info(160, 120, with_p=False))
     np.testing.assert_allclose(p[:, :3], np.array(_info(160, 120).k).reshape(3, 3))

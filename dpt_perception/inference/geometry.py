@@ -6,6 +6,8 @@ Conventions follow image_pipeline:
   We keep ResizeNode's choice so our CameraInfo matches what a ROS user gets from image_proc for
   the same resize; the two differ by 0.5*(sx-1) px, i.e. < 0.5 px. Unlike ResizeNode we also scale
   Ty = P[1,3] by sy (it is fy*ty; zero for monocular cameras, so this only matters for stereo).
+- `roi_binning_matrices` reduces K and P to a region of interest and binning as image_geometry's
+  PinholeCameraModel does (from the raw ROI).
 - `PointCloudProjector` follows depth_image_proc's point_cloud_xyz(rgb): intrinsics from the
   rectified P matrix, X = (u - cx) * Z / fx, Y = (v - cy) * Z / fy, Z = depth (metres; 16UC1 depth
   in millimetres), NaN for invalid depth (non-finite or <= 0, 0 for 16UC1), organised H x W,
@@ -56,6 +58,23 @@ def scale_camera_info_matrices(K, P, src_size, dst_size) -> tuple[np.ndarray, np
     k_shape = np.shape(K)
     p_shape = np.shape(P)
     return k.reshape(k_shape), p.reshape(p_shape)
+
+
+def roi_binning_matrices(K, P, offset, binning) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
+    """K and P of the calibrated (full) image -> those of the image a camera sends with a region of
+    interest starting at `offset` (x, y) and `binning` (x, y), as image_geometry's
+    PinholeCameraModel reduces them: cx, cy minus the offset, then fx, cx (and P's Tx) divided by
+    binning x and fy, cy (and Ty) by binning y. Same shapes in and out, like
+    `scale_camera_info_matrices`."""
+    (x0, y0), (bx, by) = offset, binning
+    if bx < 1 or by < 1:
+        raise ValueError(f"binning must be >= 1 on both axes, got {binning!r}")
+    k = _matrix(K, (3, 3), "K")
+    p = _matrix(P, (3, 4), "P")
+    for m in (k, p):  # pixel u' = (u - x0) / bx: rows of the homogeneous projection
+        m[0, :] = (m[0, :] - x0 * m[2, :]) / bx
+        m[1, :] = (m[1, :] - y0 * m[2, :]) / by
+    return k.reshape(np.shape(K)), p.reshape(np.shape(P))
 
 
 def pack_rgb_float(rgb: np.ndarray) -> np.ndarray:

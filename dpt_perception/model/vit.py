@@ -15,6 +15,10 @@ from torch import nn
 
 from .config import DPTConfig
 
+#: Position-embedding grids kept per model (least recently used dropped): a camera stream uses one,
+#: a few sizes at once are common, every new image size from a sender must not add one for good.
+POS_CACHE_GRIDS = 8
+
 
 class PatchEmbed(nn.Module):
     """Non-overlapping patch projection: (B,3,H,W) -> (B, H/p * W/p, D)."""
@@ -112,7 +116,7 @@ class VisionTransformer(nn.Module):
             for _ in range(config.num_layers)
         )
         self.norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
-        self._pos_cache: dict[tuple, torch.Tensor] = {}
+        self._pos_cache: dict[tuple, torch.Tensor] = {}  # LRU, at most POS_CACHE_GRIDS grids
         self._pos_cache_owner: tuple[torch.Tensor, int] | None = None
         self.reset_parameters()
 
@@ -146,10 +150,12 @@ class VisionTransformer(nn.Module):
             self._pos_cache.clear()
             self._pos_cache_owner = (p, p._version)
         key = tuple(grid)
-        cached = self._pos_cache.get(key)
+        cached = self._pos_cache.pop(key, None)
         if cached is None:
             cached = resample_position_grid(p, self.num_prefix_tokens, grid, self.pos_grid_side)
-            self._pos_cache[key] = cached
+        self._pos_cache[key] = cached  # newest last (dicts keep insertion order)
+        while len(self._pos_cache) > POS_CACHE_GRIDS:  # least recently used first
+            del self._pos_cache[next(iter(self._pos_cache))]
         return cached
 
     def _apply(self, fn, *args, **kwargs):

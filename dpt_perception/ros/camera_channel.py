@@ -43,11 +43,13 @@ class Needs:
 
     @property
     def any_inference(self) -> bool:
-        return self.depth or self.relative or self.labels or self.labels_color or self.points or self.static
+        return self.depth_head or self.label_head
 
     @property
     def depth_head(self) -> bool:
-        return self.depth or self.relative or self.points or self.static
+        # depth/camera_info describes the depth image (its size, its stamp): published with it,
+        # so a subscriber to it alone needs the depth computed too.
+        return self.depth or self.depth_info or self.relative or self.points or self.static
 
     @property
     def label_head(self) -> bool:
@@ -82,6 +84,7 @@ class CameraChannel:
         self._lock = threading.Lock()
         self._info: CameraInfo | None = None
         self._sparse: Image | None = None
+        self.rejected_sparse: Image | None = None  # the last sparse message the fit refused (worker)
 
         def resolve(topic: str) -> str:
             return topic if topic.startswith("/") or not camera_ns else _join(camera_ns, topic)

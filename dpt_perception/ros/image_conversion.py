@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
+from dpt_perception.inference.image_decoding import ImageDecodeError, decode_image
+
 _HOST_IS_BIGENDIAN = sys.byteorder == "big"
 
 
@@ -140,73 +142,19 @@ def image_to_rgb8(msg: Image) -> np.ndarray:
     raise ImageConversionError(f"no RGB conversion for encoding {encoding!r}")  # unreachable
 
 
-# Largest decoded frame accepted from a CompressedImage (64 Mpx, 192 MB as RGB): a few hundred
-# bytes of PNG can declare 20000 x 20000 pixels, which OpenCV (limit 2^30 px) would allocate.
-MAX_COMPRESSED_PIXELS = 1 << 26
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers (SOF0..SOF15 without DHT C4, JPG C8 and DAC CC) carry the size.
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def compressed_declared_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) a PNG or JPEG header declares, read without decoding; None if not found."""
-    if data[:8] == _PNG_SIGNATURE and len(data) >= 24 and data[12:16] == b"IHDR":
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:2] != b"\xff\xd8":
-        return None
-    pos = 2
-    while pos + 9 <= len(data):
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in _JPEG_SOF:
-            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
-            return width, int.from_bytes(data[pos + 5 : pos + 7], "big")
-        if marker == 0xDA:  # start of scan before any frame header
-            return None
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    return None
-
-
-def _jpeg_truncated(data: bytes) -> bool:
-    """A JPEG whose last scan has no end-of-image marker after it: libjpeg would "decode" it and
-    fill the missing rows with grey. (0xFFD9 cannot occur inside entropy-coded data.)"""
-    return data[:2] == b"\xff\xd8" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
-
-
 def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
-    """JPEG / PNG CompressedImage -> (H, W, 3) uint8 RGB (colour, grey and 16-bit PNGs alike)."""
+    """JPEG / PNG CompressedImage -> (H, W, 3) uint8 RGB (colour, grey and 16-bit PNGs alike).
+
+    Decoded by `inference.image_decoding.decode_image`: the payload's declared size is checked
+    against its pixel limit before decoding, and EXIF orientation is ignored (pixels as stored)."""
     fmt = msg.format.lower()
     # image_transport writes e.g. "rgb8; jpeg compressed bgr8"; plain "jpeg"/"png" is common too.
     if not any(name in fmt for name in ("jpeg", "jpg", "png")):
         raise ImageConversionError(f"unsupported CompressedImage format {msg.format!r}; expected jpeg or png")
-    payload = np.frombuffer(msg.data, dtype=np.uint8)
-    if payload.size == 0:
-        raise ImageConversionError("CompressedImage has no data")
-    declared = compressed_declared_size(payload[:65536].tobytes())
-    if declared is not None and declared[0] * declared[1] > MAX_COMPRESSED_PIXELS:
-        raise ImageConversionError(
-            f"CompressedImage declares {declared[0]}x{declared[1]} pixels, more than the "
-            f"{MAX_COMPRESSED_PIXELS} this node decodes ({payload.size} bytes of {msg.format!r})"
-        )
-    if _jpeg_truncated(payload.tobytes()):
-        raise ImageConversionError(
-            f"truncated JPEG: no end-of-image marker after the last scan ({payload.size} bytes)"
-        )
     try:
-        bgr = cv2.imdecode(payload, cv2.IMREAD_COLOR)
-    except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV's safety limit
-        raise ImageConversionError(
-            f"could not decode {payload.size} bytes of CompressedImage (format {msg.format!r}): "
-            f"{str(exc).strip().splitlines()[-1]}"
-        ) from None
-    if bgr is None:
-        raise ImageConversionError(
-            f"could not decode {payload.size} bytes of CompressedImage (format {msg.format!r})"
-        )
+        bgr = decode_image(msg.data, cv2.IMREAD_COLOR)
+    except ImageDecodeError as exc:
+        raise ImageConversionError(f"CompressedImage (format {msg.format!r}) not decoded: {exc}") from None
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -365,7 +365,15 @@ class DptPerception:
                 f"{channel.key}: no CameraInfo received yet; depth/camera_info and points wait for it",
                 throttle_duration_sec=5.0,
             )
-        scaled_info = None if info is None else outputs.scaled_camera_info(info, header, shape)
+        scaled_info = None
+        if info is not None:
+            try:
+                scaled_info = outputs.scaled_camera_info(info, header, shape)
+            except ValueError as exc:  # depth and labels still go out
+                self.get_logger().warning(
+                    f"{channel.key}: no depth/camera_info or points from this CameraInfo: {exc}",
+                    throttle_duration_sec=5.0,
+                )
         if scaled_info is not None and needs.depth_info and metric is not None:
             channel.depth_info_pub.publish(scaled_info)
         labels = prediction.labels
@@ -403,7 +411,17 @@ class DptPerception:
         gap = abs(_seconds(sparse.header.stamp) - _seconds(header.stamp))
         if gap > self.settings.sparse_depth_max_age:
             return
-        converter.observe_sparse(relative, outputs.sparse_depth_array(sparse))
+        try:
+            converter.observe_sparse(relative, outputs.sparse_depth_array(sparse))
+        except ValueError as exc:  # ImageConversionError too: a bad side input
+            # Only the fit degrades: the last good scale/shift stays, this frame's outputs go out.
+            if channel.rejected_sparse is not sparse:  # say why once per bad message
+                channel.rejected_sparse = sparse
+                self.get_logger().warning(
+                    f"{channel.key}: ignoring bad sparse depth on {channel.sparse_sub.topic_name} "
+                    f"(keeping the last fit): {exc}",
+                    throttle_duration_sec=5.0,
+                )
 
     # ---- diagnostics -------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:

@@ -7,7 +7,12 @@ from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import ColorRGBA
 
 from dpt_perception.inference.colorize import colorize_labels
-from dpt_perception.inference.geometry import PointCloudProjector, pack_rgb_float, scale_camera_info_matrices
+from dpt_perception.inference.geometry import (
+    PointCloudProjector,
+    pack_rgb_float,
+    roi_binning_matrices,
+    scale_camera_info_matrices,
+)
 from dpt_perception.msg import ClassInfo, ClassTable
 from dpt_perception.ros.image_conversion import ImageConversionError, array_to_image, output_image_to_array
 from dpt_perception.ros.pointcloud2 import make_cloud
@@ -16,11 +21,34 @@ NO_IGNORE_ID = 65535
 
 
 def scaled_camera_info(info: CameraInfo, header, shape: tuple[int, int]) -> CameraInfo:
-    """`info` for an image of `shape` (H, W): K and P scaled from the info's own size, the
-    header of the source image. A CameraInfo without a size is taken to describe `shape`."""
+    """`info` for an image of `shape` (H, W), with the header of the source image.
+
+    The camera's image is the info's region of interest (all zeros: the whole calibrated image)
+    divided by its binning (0 = 1); K and P are reduced to it as image_geometry does, then scaled
+    from its size to `shape`. A CameraInfo without a size is taken to describe `shape`. The result
+    has no ROI and no binning. Raises ValueError for an ROI outside the calibrated image, and for an
+    ROI with do_rectify (its rectified ROI depends on the distortion and is not computed here)."""
     height, width = shape
-    src = (info.height or height, info.width or width)
-    k, p = scale_camera_info_matrices(np.asarray(info.k), np.asarray(info.p), src, shape)
+    full_h, full_w = info.height or height, info.width or width
+    roi = info.roi
+    bx, by = max(1, int(info.binning_x)), max(1, int(info.binning_y))
+    x0, y0, roi_w, roi_h = int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)
+    if (x0, y0, roi_w, roi_h) == (0, 0, 0, 0):
+        roi_w, roi_h = full_w, full_h
+    elif roi_w <= 0 or roi_h <= 0 or x0 + roi_w > full_w or y0 + roi_h > full_h:
+        raise ValueError(
+            f"CameraInfo ROI (x_offset {x0}, y_offset {y0}, {roi_w}x{roi_h}) is not inside the "
+            f"calibrated {full_w}x{full_h} image"
+        )
+    elif roi.do_rectify and (x0, y0, roi_w, roi_h) != (0, 0, full_w, full_h):
+        raise ValueError(
+            f"CameraInfo ROI ({x0}, {y0}, {roi_w}x{roi_h}) with do_rectify: its rectified ROI depends "
+            "on the distortion model and is not computed here; send the full image or do_rectify false"
+        )
+    if roi_w // bx == 0 or roi_h // by == 0:
+        raise ValueError(f"CameraInfo binning {bx}x{by} leaves no pixels of its {roi_w}x{roi_h} image")
+    k, p = roi_binning_matrices(np.asarray(info.k), np.asarray(info.p), (x0, y0), (bx, by))
+    k, p = scale_camera_info_matrices(k, p, (roi_h // by, roi_w // bx), shape)
     out = CameraInfo(
         header=header,
         height=int(height),

@@ -357,10 +357,20 @@ def _name_problem(kind: str, text: str) -> str | None:
     return None
 
 
+# Every number parameter ends up in float32 arithmetic (depth maps, clouds): beyond float32's range
+# it would silently become Inf there (depth_scale 1e39 gave depth 0.0 m).
+FLOAT32_MAX = float.fromhex("0x1.fffffep+127")
+
+
 def validate_value(name: str, value) -> str | None:
     """None when `value` is acceptable for parameter `name`, else the reason it is not."""
     if isinstance(value, float) and not math.isfinite(value):
         return f"{name} must be a finite number, got {value}"
+    if isinstance(value, float) and abs(value) > FLOAT32_MAX:
+        return (
+            f"{name} = {value:g} is outside the float32 range [{-FLOAT32_MAX:.7g}, {FLOAT32_MAX:.7g}]"
+            " the node computes in"
+        )
     if name in ("image_topic", "camera_info_topic", "sparse_depth_topic", "output_namespace"):
         if name in ("sparse_depth_topic", "output_namespace") and not value:
             return None

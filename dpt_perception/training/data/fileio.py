@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dpt_perception.inference.image_decoding import ImageDecodeError, decode_image
+
 from .sample import CorruptSampleError
 
 
@@ -23,17 +25,10 @@ def read_rgb(path: str | Path) -> np.ndarray:
     except OSError as exc:
         reason = "file does not exist" if not path.exists() else f"cannot read: {exc.strerror or exc}"
         raise CorruptSampleError(path, reason) from None
-    # libjpeg "decodes" a truncated JPEG with the missing rows grey (only printing a warning); the
-    # end-of-image marker must follow the last scan (0xFFD9 cannot occur inside scan data).
-    if data[:2] == b"\xff\xd8" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
-        raise CorruptSampleError(path, "truncated JPEG (no end-of-image marker after the last scan)")
-    try:
-        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:  # e.g. a header declaring more pixels than OpenCV accepts
-        reason = str(exc).strip().splitlines()[-1]
-        raise CorruptSampleError(path, f"not a decodable image: {reason}") from None
-    if img is None:
-        raise CorruptSampleError(path, "not a decodable image")
+    try:  # size-checked first; a truncated JPEG is refused (libjpeg would fill it grey)
+        img = decode_image(data, cv2.IMREAD_UNCHANGED)
+    except ImageDecodeError as exc:
+        raise CorruptSampleError(path, f"not a decodable image: {exc}") from None
     if img.dtype == np.uint16:
         img = (img.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
     elif img.dtype != np.uint8:

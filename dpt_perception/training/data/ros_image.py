@@ -5,7 +5,8 @@ Messages are the objects ``rosbags`` typestores return (attributes ``height``, `
 :class:`ValueError` with the reason; callers turn them into ``CorruptSampleError``.
 
 Supported: colour ``rgb8``, ``bgr8``, ``rgba8``, ``bgra8``, ``mono8`` (also ``8UC1``/``8UC3`` as
-mono/BGR, the cv_bridge reading) and any OpenCV-decodable CompressedImage; depth ``16UC1`` /
+mono/BGR, the cv_bridge reading) and CompressedImage JPEG, PNG, BMP, WebP or TIFF
+(``inference.image_decoding``, size-checked); depth ``16UC1`` /
 ``mono16`` (millimetres by default), ``32FC1`` (metres), and CompressedImage depth as plain
 16-bit PNG (``format`` "16UC1; png") or ``compressedDepth`` PNG (a 12-byte header: int32
 format, float32 quantisation A and B; 16UC1 payloads are millimetres, 32FC1 payloads are
@@ -19,6 +20,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from dpt_perception.inference.image_decoding import ImageDecodeError, decode_image
 
 _COLOUR_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1, "8uc3": 3}
 _TO_RGB = {
@@ -65,10 +68,10 @@ def _raw_pixels(msg: Any, channels: int, dtype: np.dtype) -> np.ndarray:
 def image_msg_to_rgb(msg: Any) -> np.ndarray:
     """(H,W,3) uint8 RGB from an Image or CompressedImage message."""
     if hasattr(msg, "format"):
-        buf = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"CompressedImage (format {msg.format!r}) could not be decoded")
+        try:
+            bgr = decode_image(msg.data, cv2.IMREAD_COLOR)
+        except ImageDecodeError as exc:
+            raise ValueError(f"CompressedImage (format {msg.format!r}) not decoded: {exc}") from None
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     enc = msg.encoding.lower()
     if enc not in _COLOUR_CHANNELS:
@@ -91,12 +94,15 @@ def _compressed_depth_to_metres(msg: Any, depth_scale_16u: float) -> np.ndarray:
         if len(data) < 12:
             raise ValueError("compressedDepth message shorter than its 12-byte header")
         _, quant_a, quant_b = struct.unpack_from("<iff", data, 0)
-        payload = np.frombuffer(data[12:], dtype=np.uint8)
+        payload = data[12:]
     else:
         quant_a = quant_b = 0.0
-        payload = np.frombuffer(data, dtype=np.uint8)
-    img = cv2.imdecode(payload, cv2.IMREAD_UNCHANGED)
-    if img is None or img.ndim != 2 or img.dtype != np.uint16:
+        payload = data
+    try:
+        img = decode_image(payload, cv2.IMREAD_UNCHANGED)
+    except ImageDecodeError as exc:
+        raise ValueError(f"compressed depth (format {msg.format!r}) not decoded: {exc}") from None
+    if img.ndim != 2 or img.dtype != np.uint16:
         raise ValueError(
             f"compressed depth (format {msg.format!r}) is not a decodable 16-bit single-channel PNG"
         )
