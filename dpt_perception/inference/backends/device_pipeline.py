@@ -27,10 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dpt_perception.inference.colorize import colormap_lut, default_palette
+from dpt_perception.inference.colorize import colormap_lut
 from dpt_perception.inference.geometry import intrinsics_from_p
 from dpt_perception.inference.labels import LABEL_UPSAMPLING
 from dpt_perception.inference.preprocess import _as_hw, check_rgb_image, net_input_shape
+from dpt_perception.model.classes import default_palette
 
 OUTPUTS = ("depth", "labels", "depth_color", "labels_color", "points", "points_rgb")
 METRIC_EPS = 1e-8
@@ -60,7 +61,7 @@ class DevicePipeline:
         label_upsampling: "bilinear" (logits upsampled, then arg-max: the reference) or "nearest"
             (arg-max at network resolution, ids upsampled with pixel-centre alignment).
         depth_cmap: "turbo" or "inferno". palette: (N, 3) uint8 class colours (default: the
-            config's class_colors, else `colorize.default_palette`).
+            config's class_colors, else `model.classes.default_palette`).
         max_range: points farther than this (metres) become NaN.
     """
 
