@@ -135,12 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from dpt_perception.model.devices import resolve_device
     from dpt_perception.training.datasets import build_eval_loader, build_split
-    from dpt_perception.training.distributed import resolve_device
     from dpt_perception.training.evaluation import evaluate_model
     from dpt_perception.training.report import write_report
 
-    device = resolve_device(options["device"])
+    device = resolve_device(options["device"], local_rank=0)
     model = load_weights(args.weights).to(device)
     config = model.config
     dataset = build_split(options["data"], train=False, model_options=config.to_dict())
