@@ -59,6 +59,19 @@ def test_registry_agrees_with_the_model_presets():
     assert set(config.PRESETS) == {w.alias for w in W.OFFICIAL_WEIGHTS.values()}
 
 
+def test_registry_entries_come_from_the_one_release_table():
+    from dpt_perception.model.config import PRESETS, DPTConfig
+
+    for alias, preset in PRESETS.items():
+        entry = W.lookup(alias)
+        config = DPTConfig.preset(alias)
+        assert entry.filename == preset["file"] and entry.sha256_prefix == preset["file"][-11:-3]
+        assert entry.task == ("segmentation" if config.heads == ["segmentation"] else
+                              "metric depth" if config.depth_mode == "metric" else "relative depth")
+        assert preset["data"] in entry.description
+    assert W.lookup("dpt_hybrid_nyu").description == "ViT-Hybrid, fine-tuned on NYUv2, metres, net 480x640"
+
+
 def test_download_verifies_and_caches(server, test_entry, tmp_path):
     base_url, root = server
     (root / test_entry.filename).write_bytes(PAYLOAD)

@@ -277,23 +277,26 @@ def _seg_preset(variant: str) -> dict[str, Any]:
     )
 
 
-# The six checkpoints of the reference release (file name, SHA-256 prefix, config).
+# The six checkpoints of the reference release, the one registry of them: alias -> the release file
+# (its name ends in the first 8 hex digits of its SHA-256; dpt_perception.inference.weights
+# downloads and checks it), the training data, and the model config (heads, metric scale/shift,
+# net size). The weights registry, `load_model` names and `DPTConfig.preset` all read this table.
 PRESETS: dict[str, dict[str, Any]] = {
     "dpt_hybrid_midas": dict(
-        file="dpt_hybrid-midas-501f0c75.pt", sha256_prefix="501f0c75", config=_depth_preset("vit_hybrid")
+        file="dpt_hybrid-midas-501f0c75.pt", data="MiDaS mix", config=_depth_preset("vit_hybrid")
     ),
     "dpt_large_midas": dict(
-        file="dpt_large-midas-2f21e586.pt", sha256_prefix="2f21e586", config=_depth_preset("vit_large")
+        file="dpt_large-midas-2f21e586.pt", data="MiDaS mix", config=_depth_preset("vit_large")
     ),
     "dpt_hybrid_ade20k": dict(
-        file="dpt_hybrid-ade20k-53898607.pt", sha256_prefix="53898607", config=_seg_preset("vit_hybrid")
+        file="dpt_hybrid-ade20k-53898607.pt", data="ADE20K", config=_seg_preset("vit_hybrid")
     ),
     "dpt_large_ade20k": dict(
-        file="dpt_large-ade20k-b12dca68.pt", sha256_prefix="b12dca68", config=_seg_preset("vit_large")
+        file="dpt_large-ade20k-b12dca68.pt", data="ADE20K", config=_seg_preset("vit_large")
     ),
     "dpt_hybrid_kitti": dict(
         file="dpt_hybrid_kitti-cb926ef4.pt",
-        sha256_prefix="cb926ef4",
+        data="fine-tuned on KITTI",
         config=_depth_preset(
             "vit_hybrid",
             depth_mode="metric",
@@ -304,7 +307,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "dpt_hybrid_nyu": dict(
         file="dpt_hybrid_nyu-2ce69ec7.pt",
-        sha256_prefix="2ce69ec7",
+        data="fine-tuned on NYUv2",
         config=_depth_preset(
             "vit_hybrid", depth_mode="metric", depth_scale=0.000305, depth_shift=0.1378, net_size=[480, 640]
         ),
