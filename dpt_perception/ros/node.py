@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -62,22 +61,11 @@ class StartupError(RuntimeError):
 
 def load_dpt_model(weights: str, preset: str):
     """A DPT from `weights`: a checkpoint path (our format, HF directory, official file) or an
-    official checkpoint name (file stem or alias, downloaded once into the cache and hash-checked
-    by inference.weights). `preset` names the architecture when the file does not say it."""
-    from dpt_perception.inference.weights import lookup, resolve_weights
+    official checkpoint name (file stem or alias, downloaded once into the cache and hash-checked);
+    `preset` names the architecture when the file does not say it (the one loader: load_model)."""
     from dpt_perception.model.checkpoints import load_model
 
-    path = Path(weights).expanduser()
-    if path.exists() or path.with_suffix(".json").exists() or path.with_suffix(".safetensors").exists():
-        return load_model(path, preset=preset or None)
-    try:
-        entry = lookup(weights)
-    except KeyError as exc:
-        raise FileNotFoundError(
-            f"{weights!r} is neither an existing checkpoint path nor an official "
-            f"checkpoint name: {exc.args[0]}"
-        ) from None
-    return load_model(resolve_weights(entry.name), preset=preset or entry.alias)
+    return load_model(weights, preset=preset or None, download=True)
 
 
 def build_engine(model, backend: str, device: str, precision: str):

@@ -50,24 +50,6 @@ def parse_data_spec(text: str) -> dict:
     return spec
 
 
-def load_weights(path: str):
-    """A DPT in eval mode from a model file or a training checkpoint."""
-    p = Path(path)
-    if p.suffix == ".pt" and p.is_file():
-        import torch
-
-        state = torch.load(p, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "model_config" in state and "model" in state:
-            from dpt_perception.model import DPT, DPTConfig
-
-            model = DPT(DPTConfig.from_dict(state["model_config"]))
-            model.load_state_dict(state["model"])
-            return model.eval()
-    from dpt_perception.model.checkpoints import load_model
-
-    return load_model(path).eval()
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dpt_perception.training.evaluate",
@@ -135,13 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from dpt_perception.model.checkpoints import load_model
     from dpt_perception.model.devices import resolve_device
     from dpt_perception.training.datasets import build_eval_loader, build_split
     from dpt_perception.training.evaluation import evaluate_model
     from dpt_perception.training.report import write_report
 
     device = resolve_device(options["device"], local_rank=0)
-    model = load_weights(args.weights).to(device)
+    model = load_model(args.weights).to(device)
     config = model.config
     dataset = build_split(options["data"], train=False, model_options=config.to_dict())
     loader = build_eval_loader(dataset, options["batch_size"], options["num_workers"])
