@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := source scripts/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench clean help
+.PHONY: setup demo test lint generate bench clean help
 help:  ## list targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -19,6 +19,9 @@ test: setup  ## the whole test suite (unit + integration over real DDS + colcon 
 
 lint:  ## ruff over the package, tests, benchmarks and launch files
 	@$(ENV) && ruff check .
+
+generate:  ## rewrite config/dpt.yaml, the launch arguments and the docs' parameter table from the spec
+	@$(ENV) && python -m dpt_perception.ros.generate
 
 clean:  ## remove colcon build products (the venv stays)
 	rm -rf build install log

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dpt_perception.inference.class_aware_depth import ClassAwareDepth, UnknownClassError
-from dpt_perception.model.config import ADE20K_CLASS_NAMES
+from dpt_perception.model.classes import ADE20K_CLASS_NAMES
 
 NAMES = ("wall", "sky", "person", "car", "floor")
 

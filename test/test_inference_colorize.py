@@ -3,14 +3,12 @@ import numpy as np
 import pytest
 
 from dpt_perception.inference.colorize import (
-    ADE20K_CLASSES,
-    ADE20K_PALETTE,
     colorize_depth,
     colorize_labels,
     colormap_lut,
-    default_palette,
     robust_range,
 )
+from dpt_perception.model.classes import default_palette
 
 
 @pytest.mark.parametrize("name", ["turbo", "inferno"])
@@ -66,21 +64,3 @@ def test_colorize_labels_errors():
         colorize_labels(np.zeros((2, 2), np.float32), palette)
     with pytest.raises(ValueError, match="alpha"):
         colorize_labels(np.zeros((2, 2), np.uint8), palette, np.zeros((2, 2, 3), np.uint8), alpha=2.0)
-
-
-def test_default_palette_is_distinct_and_never_black():
-    pal = default_palette(300)
-    assert pal.shape == (300, 3) and pal.dtype == np.uint8
-    assert len({tuple(c) for c in pal}) == 300
-    assert not (pal == 0).all(axis=1).any()
-    np.testing.assert_array_equal(default_palette(10), pal[:10])  # prefix-stable
-
-
-def test_ade20k_table():
-    assert len(ADE20K_CLASSES) == 150 and len(set(ADE20K_CLASSES)) == 150
-    assert ADE20K_CLASSES[:3] == ("wall", "building", "sky") and ADE20K_CLASSES[-1] == "flag"
-    assert ADE20K_CLASSES[12] == "person" and ADE20K_CLASSES[20] == "car"
-    assert ADE20K_PALETTE.shape == (150, 3)
-    # Independent cross-check with the list the model package keeps for its configs.
-    model_config = pytest.importorskip("dpt_perception.model.config")
-    assert tuple(model_config.ADE20K_CLASS_NAMES) == ADE20K_CLASSES

@@ -59,6 +59,53 @@ def test_registry_agrees_with_the_model_presets():
     assert set(config.PRESETS) == {w.alias for w in W.OFFICIAL_WEIGHTS.values()}
 
 
+def test_registry_entries_come_from_the_one_release_table():
+    from dpt_perception.model.config import PRESETS, DPTConfig
+
+    for alias, preset in PRESETS.items():
+        entry = W.lookup(alias)
+        config = DPTConfig.preset(alias)
+        assert entry.filename == preset["file"] and entry.sha256_prefix == preset["file"][-11:-3]
+        assert entry.task == ("segmentation" if config.heads == ["segmentation"] else
+                              "metric depth" if config.depth_mode == "metric" else "relative depth")
+        assert preset["data"] in entry.description
+    assert W.lookup("dpt_hybrid_nyu").description == "ViT-Hybrid, fine-tuned on NYUv2, metres, net 480x640"
+
+
+def test_load_model_by_name_downloads_once_only_when_asked(server, tmp_path, monkeypatch):
+    import io
+
+    import torch
+
+    from dpt_perception.model import DPT, DPTConfig
+    from dpt_perception.model.checkpoints import CheckpointError, load_model
+    from dpt_perception.model.checkpoints.official import to_official_state_dict
+
+    base_url, root = server
+    torch.manual_seed(0)
+    config = DPTConfig.tiny(heads=["depth"], aux_head=False, net_size=[64, 64])
+    model = DPT(config).eval()
+    buffer = io.BytesIO()
+    torch.save(to_official_state_dict(model), buffer)
+    data = buffer.getvalue()
+    entry = W.OfficialWeights(f"tiny-official-{hashlib.sha256(data).hexdigest()[:8]}", "tiny_official",
+                              "relative depth", "test file")
+    monkeypatch.setitem(W.OFFICIAL_WEIGHTS, entry.name, entry)
+    monkeypatch.setattr(W, "DEFAULT_BASE_URL", base_url)
+    monkeypatch.setenv("DPT_PERCEPTION_CACHE", str(tmp_path / "cache"))
+    (root / entry.filename).write_bytes(data)
+    with pytest.raises(CheckpointError, match="not in"):
+        load_model("tiny_official", preset=config)  # not cached, download not asked for
+    loaded = load_model("tiny_official", preset=config, download=True)
+    assert (tmp_path / "cache" / entry.filename).read_bytes() == data
+    (root / entry.filename).unlink()  # from now on only the cache can answer
+    again = load_model(entry.name, preset=config)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)["depth"]
+        assert torch.equal(loaded(x)["depth"], expected) and torch.equal(again(x)["depth"], expected)
+
+
 def test_download_verifies_and_caches(server, test_entry, tmp_path):
     base_url, root = server
     (root / test_entry.filename).write_bytes(PAYLOAD)

@@ -169,6 +169,36 @@ def test_strict_load_lists_missing_unexpected_and_mismatched_keys(tmp_path):
     assert "dpt_perception native format" in msg
 
 
+def test_training_checkpoints_load_through_the_one_loader(tmp_path):
+    torch.manual_seed(0)
+    cfg = DPTConfig.tiny(num_classes=3, net_size=[64, 64])
+    model = randomize_(DPT(cfg))
+    path = tmp_path / "last.pt"
+    torch.save({"model": model.state_dict(), "model_config": cfg.to_dict(), "epoch": 3,
+                "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4}]}}, path)
+    loaded = load_model(path)
+    assert not loaded.training and loaded.config == cfg
+    x = _input(size=(64, 64))
+    for key, value in _outputs(model, x).items():
+        assert torch.equal(_outputs(loaded, x)[key], value), key
+    wrong = dict(cfg.to_dict(), fusion_channels=cfg.fusion_channels * 2)
+    torch.save({"model": model.state_dict(), "model_config": wrong}, tmp_path / "wrong.pt")
+    with pytest.raises(CheckpointError, match=r"(?s)wrong\.pt does not match.*shape mismatch"):
+        load_model(tmp_path / "wrong.pt")
+
+
+def test_names_and_half_written_models_fail_with_what_is_wrong(tmp_path, monkeypatch):
+    monkeypatch.setenv("DPT_PERCEPTION_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(CheckpointError, match="no-such-model: no such checkpoint.*dpt_hybrid_nyu"):
+        load_model("no-such-model")
+    with pytest.raises(CheckpointError, match="preset 'dpt_hybrid_kitti'.*not in .*cache.*download"):
+        load_model("dpt_hybrid_kitti")  # an official name, not cached, and no download asked for
+    weights, _config = save_model(DPT(DPTConfig.tiny(net_size=[64, 64])), tmp_path / "half")
+    weights.unlink()
+    with pytest.raises(CheckpointError, match="our format needs both"):
+        load_model(tmp_path / "half")
+
+
 def test_family_guess():
     tiny = DPT(DPTConfig.tiny("vit_hybrid", heads=["segmentation"]))
     assert guess_family(tiny.state_dict()) == "ours"

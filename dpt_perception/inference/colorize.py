@@ -12,29 +12,9 @@ from functools import cache
 import cv2
 import numpy as np
 
-COLORMAPS = {"turbo": cv2.COLORMAP_TURBO, "inferno": cv2.COLORMAP_INFERNO}
+from dpt_perception.model.classes import default_palette
 
-# ADE20K SceneParsing benchmark, 150 classes, in id order (id 0 = "wall"; the dataset's
-# "other" label 0 is dropped by the benchmark, so network class i is the dataset's class i+1).
-ADE20K_CLASSES = (
-    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass",
-    "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain", "chair",
-    "car", "water", "painting", "sofa", "shelf", "house", "sea", "mirror", "rug", "field",
-    "armchair", "seat", "fence", "desk", "rock", "wardrobe", "lamp", "bathtub", "railing", "cushion",
-    "base", "box", "column", "signboard", "chest of drawers", "counter", "sand", "sink", "skyscraper",
-    "fireplace", "refrigerator", "grandstand", "path", "stairs", "runway", "case", "pool table",
-    "pillow", "screen door", "stairway", "river", "bridge", "bookcase", "blind", "coffee table",
-    "toilet", "flower", "book", "hill", "bench", "countertop", "stove", "palm", "kitchen island",
-    "computer", "swivel chair", "boat", "bar", "arcade machine", "hovel", "bus", "towel", "light",
-    "truck", "tower", "chandelier", "awning", "streetlight", "booth", "television receiver",
-    "airplane", "dirt track", "apparel", "pole", "land", "bannister", "escalator", "ottoman",
-    "bottle", "buffet", "poster", "stage", "van", "ship", "fountain", "conveyer belt", "canopy",
-    "washer", "plaything", "swimming pool", "stool", "barrel", "basket", "waterfall", "tent", "bag",
-    "minibike", "cradle", "oven", "ball", "food", "step", "tank", "trade name", "microwave", "pot",
-    "animal", "bicycle", "lake", "dishwasher", "screen", "blanket", "sculpture", "hood", "sconce",
-    "vase", "traffic light", "tray", "ashcan", "fan", "pier", "crt screen", "plate", "monitor",
-    "bulletin board", "shower", "radiator", "glass", "clock", "flag",
-)
+COLORMAPS = {"turbo": cv2.COLORMAP_TURBO, "inferno": cv2.COLORMAP_INFERNO}
 
 
 @cache
@@ -47,23 +27,6 @@ def colormap_lut(name: str) -> np.ndarray:
     lut = np.ascontiguousarray(bgr[:, ::-1])
     lut.setflags(write=False)
     return lut
-
-
-def default_palette(n: int) -> np.ndarray:
-    """(n, 3) uint8 RGB, distinct and deterministic: the bits of (id + 1) spread over the high
-    bits of R, G and B (the scheme of the PASCAL VOC colour map, shifted by one so no class is
-    black: black stays reserved for "no data")."""
-    if n < 1:
-        raise ValueError(f"palette size must be >= 1, got {n}")
-    ids = np.arange(1, n + 1, dtype=np.int64)
-    rgb = np.zeros((n, 3), dtype=np.int64)
-    for bit in range(8):
-        for channel in range(3):
-            rgb[:, channel] |= ((ids >> (3 * bit + channel)) & 1) << (7 - bit)
-    return rgb.astype(np.uint8)
-
-
-ADE20K_PALETTE = default_palette(len(ADE20K_CLASSES))
 
 
 def robust_range(values: np.ndarray, percentiles: tuple[float, float] = (2.0, 98.0),

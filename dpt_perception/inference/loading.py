@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 
 def load_dpt_model(weights: str | Sequence[str], preset: str):
@@ -36,17 +35,6 @@ def load_dpt_model(weights: str | Sequence[str], preset: str):
 
 
 def _load_one(weights: str, preset: str):
-    from dpt_perception.inference.weights import lookup, resolve_weights
     from dpt_perception.model.checkpoints import load_model
 
-    path = Path(weights).expanduser()
-    if path.exists() or path.with_suffix(".json").exists() or path.with_suffix(".safetensors").exists():
-        return load_model(path, preset=preset or None)
-    try:
-        entry = lookup(weights)
-    except KeyError as exc:
-        raise FileNotFoundError(
-            f"{weights!r} is neither an existing checkpoint path nor an official "
-            f"checkpoint name: {exc.args[0]}"
-        ) from None
-    return load_model(resolve_weights(entry.name), preset=preset or entry.alias)
+    return load_model(weights, preset=preset or None, download=True)

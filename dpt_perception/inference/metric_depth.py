@@ -25,18 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-METRIC_EPS = 1e-8
-
-
-def depth_from_inverse(inv, scale: float, shift: float):
-    """Metric depth 1 / max(scale * inv + shift, 1e-8) for numpy arrays (float32 out) or torch
-    tensors (same dtype), the conversion of the reference's metric models."""
-    if hasattr(inv, "clamp"):  # torch tensor
-        return 1.0 / (inv * scale + shift).clamp(min=METRIC_EPS)
-    out = np.asarray(inv, dtype=np.float32) * np.float32(scale)
-    out += np.float32(shift)
-    np.maximum(out, np.float32(METRIC_EPS), out=out)
-    return np.reciprocal(out, out=out)
+# The conversion 1 / max(scale * x + shift, 1e-8) itself (used here and re-exported for callers).
+from dpt_perception.model.depth_units import METRIC_EPS, depth_from_inverse
 
 
 @dataclass

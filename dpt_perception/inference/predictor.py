@@ -52,13 +52,14 @@ from dpt_perception.inference.preprocess import (
     parse_net_size,
     preprocess_many,
 )
+from dpt_perception.model.depth_units import depth_from_inverse
+from dpt_perception.model.devices import resolve_device
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # On out-of-memory a single frame is retried with the net size times this (multiples of 32, >= 32).
 OOM_SHRINK = 0.75
-METRIC_EPS = 1e-8
 
 
 @dataclass
@@ -82,25 +83,6 @@ class Prediction:
     net_shape: tuple[int, int]
     logits: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; explicit CUDA without a GPU is an error."""
-    if isinstance(device, torch.device):
-        dev = device
-    elif device == "auto":
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            dev = torch.device(device)
-        except RuntimeError as exc:
-            raise ValueError(f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'") \
-                from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available (use 'auto' or 'cpu')")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    return dev
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -352,8 +334,7 @@ class Predictor:
         depth = depth.float()
         if self.config.depth_mode == "metric":
             # The reference converts at network resolution (inside its model), then resizes.
-            depth = torch.reciprocal(depth.mul(self.config.depth_scale).add_(self.config.depth_shift)
-                                     .clamp_(min=METRIC_EPS))
+            depth = depth_from_inverse(depth, self.config.depth_scale, self.config.depth_shift)
         if self.preprocessing == "reference":
             return list(upsample_depth(depth, size, clamp=False).cpu().numpy())
         if self.device.type == "cpu":

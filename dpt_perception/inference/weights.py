@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dpt_perception.model.checkpoints.dispatch import WEIGHTS_CACHE_ENV, weights_dir
+from dpt_perception.model.config import PRESETS
 
 DEFAULT_BASE_URL = "https://github.com/isl-org/DPT/releases/download/1_0"
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
@@ -46,20 +47,26 @@ class OfficialWeights:
         return sha256_prefix_from_name(self.filename)
 
 
-OFFICIAL_WEIGHTS: dict[str, OfficialWeights] = {w.name: w for w in (
-    OfficialWeights("dpt_hybrid-midas-501f0c75", "dpt_hybrid_midas", "relative depth",
-                    "ViT-Hybrid, MiDaS mix, relative inverse depth, net 384"),
-    OfficialWeights("dpt_large-midas-2f21e586", "dpt_large_midas", "relative depth",
-                    "ViT-Large, MiDaS mix, relative inverse depth, net 384"),
-    OfficialWeights("dpt_hybrid-ade20k-53898607", "dpt_hybrid_ade20k", "segmentation",
-                    "ViT-Hybrid, ADE20K 150 classes, net 480"),
-    OfficialWeights("dpt_large-ade20k-b12dca68", "dpt_large_ade20k", "segmentation",
-                    "ViT-Large, ADE20K 150 classes, net 480"),
-    OfficialWeights("dpt_hybrid_kitti-cb926ef4", "dpt_hybrid_kitti", "metric depth",
-                    "ViT-Hybrid fine-tuned on KITTI, metres, net 352x1216"),
-    OfficialWeights("dpt_hybrid_nyu-2ce69ec7", "dpt_hybrid_nyu", "metric depth",
-                    "ViT-Hybrid fine-tuned on NYUv2, metres, net 480x640"),
-)}
+def _task(config: dict) -> str:
+    if "segmentation" in config["heads"]:
+        return "segmentation"
+    return "metric depth" if config.get("depth_mode") == "metric" else "relative depth"
+
+
+def _description(preset: dict) -> str:
+    config = preset["config"]
+    arch = {"vit_hybrid": "ViT-Hybrid", "vit_large": "ViT-Large", "vit_base": "ViT-Base"}[config["variant"]]
+    output = {"segmentation": f"{config.get('num_classes')} classes", "metric depth": "metres",
+              "relative depth": "relative inverse depth"}[_task(config)]
+    h, w = config["net_size"]
+    return f"{arch}, {preset['data']}, {output}, net {h if h == w else f'{h}x{w}'}"
+
+
+# Built from the one registry of the release, dpt_perception.model.config.PRESETS.
+OFFICIAL_WEIGHTS: dict[str, OfficialWeights] = {
+    Path(p["file"]).stem: OfficialWeights(Path(p["file"]).stem, alias, _task(p["config"]), _description(p))
+    for alias, p in PRESETS.items()
+}
 
 
 class WeightsVerificationError(RuntimeError):

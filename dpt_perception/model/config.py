@@ -7,10 +7,11 @@ six official checkpoints.
 
 from __future__ import annotations
 
-import colorsys
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from dpt_perception.model.classes import ADE20K_CLASS_NAMES, default_class_colors
 
 VARIANTS = ("vit_base", "vit_large", "vit_hybrid")
 READOUTS = ("ignore", "add", "project")
@@ -44,172 +45,6 @@ _VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
         reassemble_channels=[256, 512, 768, 768],
     ),
 }
-
-ADE20K_CLASS_NAMES = (
-    "wall",
-    "building",
-    "sky",
-    "floor",
-    "tree",
-    "ceiling",
-    "road",
-    "bed",
-    "windowpane",
-    "grass",
-    "cabinet",
-    "sidewalk",
-    "person",
-    "earth",
-    "door",
-    "table",
-    "mountain",
-    "plant",
-    "curtain",
-    "chair",
-    "car",
-    "water",
-    "painting",
-    "sofa",
-    "shelf",
-    "house",
-    "sea",
-    "mirror",
-    "rug",
-    "field",
-    "armchair",
-    "seat",
-    "fence",
-    "desk",
-    "rock",
-    "wardrobe",
-    "lamp",
-    "bathtub",
-    "railing",
-    "cushion",
-    "base",
-    "box",
-    "column",
-    "signboard",
-    "chest of drawers",
-    "counter",
-    "sand",
-    "sink",
-    "skyscraper",
-    "fireplace",
-    "refrigerator",
-    "grandstand",
-    "path",
-    "stairs",
-    "runway",
-    "case",
-    "pool table",
-    "pillow",
-    "screen door",
-    "stairway",
-    "river",
-    "bridge",
-    "bookcase",
-    "blind",
-    "coffee table",
-    "toilet",
-    "flower",
-    "book",
-    "hill",
-    "bench",
-    "countertop",
-    "stove",
-    "palm",
-    "kitchen island",
-    "computer",
-    "swivel chair",
-    "boat",
-    "bar",
-    "arcade machine",
-    "hovel",
-    "bus",
-    "towel",
-    "light",
-    "truck",
-    "tower",
-    "chandelier",
-    "awning",
-    "streetlight",
-    "booth",
-    "television receiver",
-    "airplane",
-    "dirt track",
-    "apparel",
-    "pole",
-    "land",
-    "bannister",
-    "escalator",
-    "ottoman",
-    "bottle",
-    "buffet",
-    "poster",
-    "stage",
-    "van",
-    "ship",
-    "fountain",
-    "conveyer belt",
-    "canopy",
-    "washer",
-    "plaything",
-    "swimming pool",
-    "stool",
-    "barrel",
-    "basket",
-    "waterfall",
-    "tent",
-    "bag",
-    "minibike",
-    "cradle",
-    "oven",
-    "ball",
-    "food",
-    "step",
-    "tank",
-    "trade name",
-    "microwave",
-    "pot",
-    "animal",
-    "bicycle",
-    "lake",
-    "dishwasher",
-    "screen",
-    "blanket",
-    "sculpture",
-    "hood",
-    "sconce",
-    "vase",
-    "traffic light",
-    "tray",
-    "ashcan",
-    "fan",
-    "pier",
-    "crt screen",
-    "plate",
-    "monitor",
-    "bulletin board",
-    "shower",
-    "radiator",
-    "glass",
-    "clock",
-    "flag",
-)
-
-
-def default_class_colors(num_classes: int) -> list[list[int]]:
-    """Distinct, deterministic RGB colours: hues spaced by the golden ratio, alternating brightness."""
-    colors = []
-    for i in range(num_classes):
-        hue = (i * 0.618033988749895) % 1.0
-        value = 0.95 if i % 2 == 0 else 0.7
-        saturation = 0.65 if i % 3 else 0.9
-        r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
-        colors.append([int(round(r * 255)), int(round(g * 255)), int(round(b * 255))])
-    return colors
-
 
 @dataclass
 class DPTConfig:
@@ -442,23 +277,26 @@ def _seg_preset(variant: str) -> dict[str, Any]:
     )
 
 
-# The six checkpoints of the reference release (file name, SHA-256 prefix, config).
+# The six checkpoints of the reference release, the one registry of them: alias -> the release file
+# (its name ends in the first 8 hex digits of its SHA-256; dpt_perception.inference.weights
+# downloads and checks it), the training data, and the model config (heads, metric scale/shift,
+# net size). The weights registry, `load_model` names and `DPTConfig.preset` all read this table.
 PRESETS: dict[str, dict[str, Any]] = {
     "dpt_hybrid_midas": dict(
-        file="dpt_hybrid-midas-501f0c75.pt", sha256_prefix="501f0c75", config=_depth_preset("vit_hybrid")
+        file="dpt_hybrid-midas-501f0c75.pt", data="MiDaS mix", config=_depth_preset("vit_hybrid")
     ),
     "dpt_large_midas": dict(
-        file="dpt_large-midas-2f21e586.pt", sha256_prefix="2f21e586", config=_depth_preset("vit_large")
+        file="dpt_large-midas-2f21e586.pt", data="MiDaS mix", config=_depth_preset("vit_large")
     ),
     "dpt_hybrid_ade20k": dict(
-        file="dpt_hybrid-ade20k-53898607.pt", sha256_prefix="53898607", config=_seg_preset("vit_hybrid")
+        file="dpt_hybrid-ade20k-53898607.pt", data="ADE20K", config=_seg_preset("vit_hybrid")
     ),
     "dpt_large_ade20k": dict(
-        file="dpt_large-ade20k-b12dca68.pt", sha256_prefix="b12dca68", config=_seg_preset("vit_large")
+        file="dpt_large-ade20k-b12dca68.pt", data="ADE20K", config=_seg_preset("vit_large")
     ),
     "dpt_hybrid_kitti": dict(
         file="dpt_hybrid_kitti-cb926ef4.pt",
-        sha256_prefix="cb926ef4",
+        data="fine-tuned on KITTI",
         config=_depth_preset(
             "vit_hybrid",
             depth_mode="metric",
@@ -469,7 +307,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "dpt_hybrid_nyu": dict(
         file="dpt_hybrid_nyu-2ce69ec7.pt",
-        sha256_prefix="2ce69ec7",
+        data="fine-tuned on NYUv2",
         config=_depth_preset(
             "vit_hybrid", depth_mode="metric", depth_scale=0.000305, depth_shift=0.1378, net_size=[480, 640]
         ),

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .config import DPTConfig
+from .depth_units import depth_from_inverse
 from .heads import AuxiliaryHead, DepthHead, SegmentationHead
 from .neck import Neck
 from .resnet_hybrid import HybridPatchEmbed
@@ -21,8 +22,9 @@ def build_encoder(config: DPTConfig) -> VisionTransformer:
 
 
 def depth_to_metric(inverse_depth: torch.Tensor, scale: float, shift: float) -> torch.Tensor:
-    """Metric depth from a metric fine-tune's raw output: 1 / max(scale * x + shift, 1e-8)."""
-    return 1.0 / torch.clamp(scale * inverse_depth + shift, min=1e-8)
+    """Metric depth from a metric fine-tune's raw output: 1 / max(scale * x + shift, 1e-8)
+    (`dpt_perception.model.depth_units.depth_from_inverse`)."""
+    return depth_from_inverse(inverse_depth, scale, shift)
 
 
 class DPT(nn.Module):

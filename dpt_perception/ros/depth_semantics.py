@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dpt_perception.inference.metric_depth import METRIC_EPS, ScaleShiftFitter, depth_from_inverse
+from dpt_perception.inference.metric_depth import ScaleShiftFitter
+from dpt_perception.model.depth_units import METRIC_EPS, depth_from_inverse
 
 
 class DepthModeError(ValueError):

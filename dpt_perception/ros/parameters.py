@@ -1,7 +1,12 @@
 """The node's parameters: declaration with descriptors, validation, and a typed snapshot.
 
-Every parameter is documented here (descriptor text, shown by `ros2 param describe`) and in
-config/dpt.yaml. Parameters that change what was loaded or subscribed at start-up are read-only;
+`_SPEC` is the one source of truth for every parameter (name, type, default, range, whether it
+can change at runtime, description). The node declares from it (the description is what
+`ros2 param describe` shows), and `make generate` (`python -m dpt_perception.ros.generate`)
+writes config/dpt.yaml, the launch file's node arguments (NODE_ARGUMENTS in launch/dpt.launch.py)
+and the parameter table of docs/node.md from it; test/test_generated_files.py fails when one is stale.
+Adding a parameter = one entry here + `make generate` (+ its use in the node).
+Parameters that change what was loaded or subscribed at start-up are read-only;
 the ones listed in `RUNTIME_PARAMETERS` may be changed while the node runs and are validated
 in the node's on-set-parameters callback (`validate_runtime_change`).
 """
@@ -11,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import make_dataclass
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.exceptions import InvalidParameterValueException
@@ -34,7 +39,11 @@ DEFAULT_WEIGHTS = ("dpt_hybrid_nyu", "dpt_hybrid_ade20k")
 MODEL_NET_SIZE = (0, 0)  # net_size value meaning "the model's own"; [] cannot be typed in a params file
 
 _T = ParameterType
-# name: (default, type, description, read_only, extra descriptor fields)
+# Sections of config/dpt.yaml and of the docs' parameter table, in this order.
+GROUPS = {"model": "model", "inputs": "inputs", "depth": "depth semantics", "outputs": "outputs"}
+# name: (default, type, description, read_only, extra). extra: "group" (a GROUPS key, required),
+# "range" (float) / "int_range" (int) (lo, hi) bounds enforced by the descriptor, "launch": True
+# to offer it as an argument of launch/dpt.launch.py.
 _SPEC: dict[str, tuple] = {
     "model": (
         "",
@@ -43,26 +52,33 @@ _SPEC: dict[str, tuple] = {
         "`weights` is a foreign checkpoint without its own config; empty = the preset named by "
         "`weights` or the config stored next to our own checkpoints.",
         True,
-        {},
+        {"group": "model", "launch": True},
     ),
     "weights": (
         list(DEFAULT_WEIGHTS),
         _T.PARAMETER_STRING_ARRAY,
         "One checkpoint, or a depth + segmentation pair [DEPTH, SEG] (either order) served together: "
-        "each an official checkpoint name (downloaded once, hash-checked, cached) or a path (our "
-        "*.safetensors + *.json, an HF directory or an official .pt file). A pair runs its two encoders "
-        "per frame unless a distilled one-encoder checkpoint for it is cached. A single string is "
-        "accepted too.",
+        "each an official checkpoint name (list: `python -m dpt_perception.inference.weights list`; "
+        "downloaded once into ~/.cache/dpt_perception, SHA-256 checked) or a path (our *.safetensors + "
+        "*.json, an HF directory or an official .pt file). A pair runs its two encoders per frame unless "
+        "a distilled one-encoder checkpoint for it is cached. A single string is accepted too. Default: "
+        "NYUv2 metric depth (indoor, metres) + ADE20K labels (150 classes).",
         True,
-        {"dynamic_typing": True},
+        {"group": "model", "launch": True, "dynamic_typing": True},
     ),
-    "device": ("auto", _T.PARAMETER_STRING, f"Inference device: {DEVICES_HELP}.", True, {}),
+    "device": (
+        "auto",
+        _T.PARAMETER_STRING,
+        f"Inference device: {DEVICES_HELP}.",
+        True,
+        {"group": "model", "launch": True},
+    ),
     "precision": (
         "fp32",
         _T.PARAMETER_STRING,
         f"Inference precision, one of {PRECISIONS} (fp16/bf16 only where the device supports them).",
         True,
-        {},
+        {"group": "model", "launch": True},
     ),
     "backend": (
         "eager",
@@ -72,7 +88,7 @@ _SPEC: dict[str, tuple] = {
         "on first use; CUDA/TensorRT execution providers when installed); tensorrt (needs the "
         "tensorrt package and a GPU; engines cached on disk).",
         True,
-        {},
+        {"group": "model"},
     ),
     "preprocessing": (
         "fast",
@@ -81,16 +97,18 @@ _SPEC: dict[str, tuple] = {
         "exact bilinear labels, depth clamped at 0) or reference (the official DPT scripts' float "
         "pipeline with bicubic depth and logits: their outputs exactly, slower; see docs/model.md).",
         True,
-        {},
+        {"group": "model"},
     ),
     "net_size": (
         list(MODEL_NET_SIZE),
         _T.PARAMETER_INTEGER_ARRAY,
         f"Inference resolution [height, width], multiples of {NET_SIZE_MULTIPLE} in "
-        f"[{NET_SIZE_RANGE[0]}, {NET_SIZE_RANGE[1]}]; the image is resized keeping its aspect ratio so its "
-        "sides end near these. [0, 0] = the model's own (trained) net_size. Changeable at runtime.",
+        f"[{NET_SIZE_RANGE[0]}, {NET_SIZE_RANGE[1]}]; the image is resized keeping its aspect ratio (the "
+        "'minimal' rule of the DPT reference) so its sides end near these. [0, 0] = the model's own "
+        "(trained) net_size, e.g. 480x640 for dpt_hybrid_nyu, 352x1216 for dpt_hybrid_kitti, 384x384 for "
+        "the MiDaS models; lower it (e.g. [256, 320]) for speed on a CPU.",
         False,
-        {},
+        {"group": "model", "launch": True},
     ),
     "cameras": (
         [""],
@@ -98,7 +116,7 @@ _SPEC: dict[str, tuple] = {
         "Camera namespaces served by this node, e.g. ['/front', '/rear']; their latest frames are "
         "batched into one forward pass. [''] = one camera on `image_topic`/`camera_info_topic`.",
         True,
-        {},
+        {"group": "inputs"},
     ),
     "image_topic": (
         "camera/image_raw",
@@ -106,21 +124,23 @@ _SPEC: dict[str, tuple] = {
         "Image topic (relative names resolve in each camera namespace). With image_transport "
         "'compressed' the node subscribes to <image_topic>/compressed.",
         True,
-        {},
+        {"group": "inputs", "launch": True},
     ),
     "camera_info_topic": (
         "camera/camera_info",
         _T.PARAMETER_STRING,
-        "CameraInfo topic (relative names resolve in each camera namespace).",
+        "CameraInfo topic of the same camera (relative names resolve in each camera namespace); its K/P "
+        "are scaled to the published depth size.",
         True,
-        {},
+        {"group": "inputs", "launch": True},
     ),
     "image_transport": (
         "raw",
         _T.PARAMETER_STRING,
-        "'raw' (sensor_msgs/Image) or 'compressed' (sensor_msgs/CompressedImage, jpeg/png).",
+        "'raw' (sensor_msgs/Image: rgb8 bgr8 rgba8 bgra8 mono8 mono16 uyvy/yuv422 yuyv/yuv422_yuy2) or "
+        "'compressed' (sensor_msgs/CompressedImage, jpeg/png, on <image_topic>/compressed).",
         True,
-        {},
+        {"group": "inputs", "launch": True},
     ),
     "output_namespace": (
         "dpt",
@@ -128,7 +148,7 @@ _SPEC: dict[str, tuple] = {
         "Prefix of every output topic; with several cameras each gets <output_namespace>/"
         "<camera namespace>/...",
         True,
-        {},
+        {"group": "outputs"},
     ),
     "depth_mode": (
         "auto",
@@ -136,25 +156,34 @@ _SPEC: dict[str, tuple] = {
         "How metres are obtained: 'model' (a metric fine-tune, e.g. NYU/KITTI), 'fixed' "
         "(inverse depth = depth_scale * output + depth_shift), 'fit' (online robust scale/shift "
         "fit against `sparse_depth_topic`), 'auto' = model if the model is metric, else fit if "
-        "sparse_depth_topic is set, else fixed (with a warning: uncalibrated metres).",
+        "sparse_depth_topic is set, else fixed (with a warning: uncalibrated metres). "
+        "depth/relative_inverse (unitless) is published in every mode.",
         True,
-        {},
+        {"group": "depth", "launch": True},
     ),
     "depth_scale": (
         1.0,
         _T.PARAMETER_DOUBLE,
-        "Fixed mode: scale a in metric inverse depth 1/z = a * x + b (x = relative output).",
+        "Fixed mode: scale a in metric inverse depth 1/z = a * x + b (x = relative output); measure a "
+        "and b once for your camera.",
         False,
-        {},
+        {"group": "depth"},
     ),
-    "depth_shift": (0.0, _T.PARAMETER_DOUBLE, "Fixed mode: shift b in 1/z = a * x + b.", False, {}),
+    "depth_shift": (
+        0.0,
+        _T.PARAMETER_DOUBLE,
+        "Fixed mode: shift b in 1/z = a * x + b.",
+        False,
+        {"group": "depth"},
+    ),
     "sparse_depth_topic": (
         "",
         _T.PARAMETER_STRING,
         "Fit mode: a sparse metric depth image (32FC1 metres or 16UC1 millimetres, 0/NaN = "
-        "no measurement) registered to the camera image (any resolution).",
+        "no measurement) registered to the camera image (any resolution), e.g. projected lidar; "
+        "'' = none.",
         True,
-        {},
+        {"group": "depth", "launch": True},
     ),
     "sparse_depth_max_age": (
         0.5,
@@ -162,35 +191,35 @@ _SPEC: dict[str, tuple] = {
         "Fit mode: largest |stamp difference| in seconds between a camera frame and the "
         "sparse depth used to fit it.",
         False,
-        {"range": (0.0, 60.0)},
+        {"range": (0.0, 60.0), "group": "depth"},
     ),
     "max_depth": (
         0.0,
         _T.PARAMETER_DOUBLE,
         "Depth beyond this many metres is published as +Inf (REP 117 'too far'); 0 = no limit.",
         False,
-        {"range": (0.0, 1.0e6)},
+        {"range": (0.0, 1.0e6), "group": "depth"},
     ),
     "labels_blend": (
         0.0,
         _T.PARAMETER_DOUBLE,
         "labels/color: weight of the camera image under the class colours (0 = pure colours).",
         False,
-        {"range": (0.0, 1.0)},
+        {"range": (0.0, 1.0), "group": "outputs"},
     ),
     "points_decimation": (
         1,
         _T.PARAMETER_INTEGER,
         "Point cloud: keep every n-th row and column (the cloud stays organised).",
         False,
-        {"int_range": (1, 64)},
+        {"int_range": (1, 64), "group": "outputs"},
     ),
     "points_max_range": (
         0.0,
         _T.PARAMETER_DOUBLE,
         "Point cloud: points farther than this (metres along z) become NaN; 0 = no limit.",
         False,
-        {"range": (0.0, 1.0e6)},
+        {"range": (0.0, 1.0e6), "group": "outputs"},
     ),
     "points_color": (
         "image",
@@ -198,72 +227,58 @@ _SPEC: dict[str, tuple] = {
         f"Point cloud rgb field: {POINT_COLORS[0]!r} (camera colours) or {POINT_COLORS[1]!r} "
         "(class colours). The label field is always present when the model segments.",
         False,
-        {},
+        {"group": "outputs"},
     ),
     "too_far_classes": (
         ["auto"],
         _T.PARAMETER_STRING_ARRAY,
         "Classes whose pixels are +Inf in depth (REP 118 'too far') and produce no point: ['auto'] = "
         "the class named sky when the model has one; ['none'] = off; or class names of the model "
-        "(unknown names are rejected with the list of valid ones). Changeable at runtime.",
+        "(unknown names are rejected with the list of valid ones).",
         False,
-        {},
+        {"group": "outputs"},
     ),
     "points_exclude_classes": (
         [""],
         _T.PARAMETER_STRING_ARRAY,
         "Classes left out of `points` and NaN in `depth/static` (e.g. ['person', 'car'] to map only "
-        "the static world); [''] = none. Changeable at runtime.",
+        "the static world); [''] = none.",
         False,
-        {},
+        {"group": "outputs"},
     ),
     "diagnostics_period": (
         1.0,
         _T.PARAMETER_DOUBLE,
         "Seconds between /diagnostics messages.",
         True,
-        {"range": (0.05, 60.0)},
+        {"range": (0.05, 60.0), "group": "outputs"},
     ),
     "max_batch": (
         8,
         _T.PARAMETER_INTEGER,
-        "Most camera frames in one forward pass.",
+        "Most camera frames in one forward pass (the newest frames of several cameras are batched).",
         True,
-        {"int_range": (1, 64)},
+        {"int_range": (1, 64), "group": "model"},
     ),
 }
 
 RUNTIME_PARAMETERS = tuple(name for name, spec in _SPEC.items() if not spec[3])
 
 
-@dataclass
-class Settings:
-    model: str
-    weights: list[str]
-    device: str
-    precision: str
-    backend: str
-    preprocessing: str
-    net_size: list[int]
-    cameras: list[str]
-    image_topic: str
-    camera_info_topic: str
-    image_transport: str
-    output_namespace: str
-    depth_mode: str
-    depth_scale: float
-    depth_shift: float
-    sparse_depth_topic: str
-    sparse_depth_max_age: float
-    max_depth: float
-    labels_blend: float
-    points_decimation: int
-    points_max_range: float
-    points_color: str
-    too_far_classes: list[str]
-    points_exclude_classes: list[str]
-    diagnostics_period: float
-    max_batch: int
+PYTHON_TYPES = {
+    _T.PARAMETER_BOOL: bool,
+    _T.PARAMETER_INTEGER: int,
+    _T.PARAMETER_DOUBLE: float,
+    _T.PARAMETER_STRING: str,
+    _T.PARAMETER_BOOL_ARRAY: list[bool],
+    _T.PARAMETER_INTEGER_ARRAY: list[int],
+    _T.PARAMETER_DOUBLE_ARRAY: list[float],
+    _T.PARAMETER_STRING_ARRAY: list[str],
+}
+
+# The typed snapshot: one field per parameter, in _SPEC order.
+Settings = make_dataclass("Settings", [(name, PYTHON_TYPES[spec[1]]) for name, spec in _SPEC.items()])
+Settings.__doc__ = "A validated snapshot of the node's parameters (one field per `_SPEC` entry)."
 
 
 def declare_only(node) -> None:

@@ -291,7 +291,7 @@ class FrameDataset(Dataset):
 # ---- the run ------------------------------------------------------------------------------------
 class Distiller:
     def __init__(self, cfg: DistillConfig, teachers: TaskPair | None = None):
-        from dpt_perception.inference.predictor import resolve_device
+        from dpt_perception.model.devices import resolve_device
 
         self.cfg = cfg
         if cfg.threads:

@@ -62,24 +62,6 @@ def parse_data_spec(text: str) -> dict:
     return spec
 
 
-def load_weights(path: str):
-    """A DPT in eval mode from a model file or a training checkpoint."""
-    p = Path(path)
-    if p.suffix == ".pt" and p.is_file():
-        import torch
-
-        state = torch.load(p, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "model_config" in state and "model" in state:
-            from dpt_perception.model import DPT, DPTConfig
-
-            model = DPT(DPTConfig.from_dict(state["model_config"]))
-            model.load_state_dict(state["model"])
-            return model.eval()
-    from dpt_perception.model.checkpoints import load_model
-
-    return load_model(path).eval()
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dpt_perception.training.evaluate",
@@ -185,8 +167,8 @@ def run_evaluation(model, options: dict, dataset=None):
     from torch.utils.data import DataLoader
 
     from dpt_perception.inference.predictor import Predictor
+    from dpt_perception.model.devices import resolve_device
     from dpt_perception.training.data import build_dataset
-    from dpt_perception.training.distributed import resolve_device
     from dpt_perception.training.evaluation import as_list, evaluate_frames
     from dpt_perception.training.protocols import get_protocol
 
@@ -236,9 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from dpt_perception.model.checkpoints import load_model
     from dpt_perception.training.report import write_report
 
-    model = load_weights(args.weights)
+    model = load_model(args.weights)
     config = model.config
     try:
         results, extras, _ = run_evaluation(model, options)

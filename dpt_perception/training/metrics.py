@@ -27,6 +27,7 @@ import math
 import numpy as np
 import torch
 
+from dpt_perception.model.depth_units import depth_from_inverse
 from dpt_perception.training.alignment import apply_scale_shift, fit_scale_shift
 
 DEPTH_METRIC_NAMES = (
@@ -109,7 +110,7 @@ class DepthMetrics:
         """Metric depth the metrics are computed on (also used for error maps in reports)."""
         if self.mode == "relative":
             return relative_to_depth(pred, gt, mask, self.max_depth)
-        metric = 1.0 / (self.depth_scale * pred.double() + self.depth_shift).clamp(min=1e-8)
+        metric = depth_from_inverse(pred.double(), self.depth_scale, self.depth_shift)
         return metric.clamp(self.min_depth, self.max_depth)
 
     def eval_mask(self, gt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -27,13 +27,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dpt_perception.inference.colorize import colormap_lut, default_palette
+from dpt_perception.inference.colorize import colormap_lut
 from dpt_perception.inference.geometry import intrinsics_from_p
 from dpt_perception.inference.labels import LABEL_UPSAMPLING
 from dpt_perception.inference.preprocess import _as_hw, check_rgb_image, net_input_shape
+from dpt_perception.model.classes import default_palette
+from dpt_perception.model.depth_units import depth_from_inverse
 
 OUTPUTS = ("depth", "labels", "depth_color", "labels_color", "points", "points_rgb")
-METRIC_EPS = 1e-8
 # Robust colour range: percentiles over a strided subsample of about this many pixels (as colorize).
 _RANGE_SAMPLES = 20000
 
@@ -60,7 +61,7 @@ class DevicePipeline:
         label_upsampling: "bilinear" (logits upsampled, then arg-max: the reference) or "nearest"
             (arg-max at network resolution, ids upsampled with pixel-centre alignment).
         depth_cmap: "turbo" or "inferno". palette: (N, 3) uint8 class colours (default: the
-            config's class_colors, else `colorize.default_palette`).
+            config's class_colors, else `model.classes.default_palette`).
         max_range: points farther than this (metres) become NaN.
     """
 
@@ -157,11 +158,9 @@ class DevicePipeline:
             shift = torch.tensor([t for _, t in metric], dtype=torch.float32, device=depth.device).view(
                 -1, 1, 1
             )
-            depth = torch.reciprocal((depth * scale + shift).clamp_(min=METRIC_EPS))
+            depth = depth_from_inverse(depth, scale, shift)
         elif self.config.depth_mode == "metric":
-            depth = torch.reciprocal(
-                (depth * self.config.depth_scale + self.config.depth_shift).clamp_(min=METRIC_EPS)
-            )
+            depth = depth_from_inverse(depth, self.config.depth_scale, self.config.depth_shift)
         if tuple(depth.shape[-2:]) != tuple(size):
             depth = F.interpolate(depth.unsqueeze(1), size=size, mode="bicubic", align_corners=False).squeeze(
                 1

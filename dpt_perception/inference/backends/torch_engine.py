@@ -13,18 +13,11 @@ import copy
 import torch
 from torch import nn
 
+from dpt_perception.model.devices import resolve_device
+
 from .base import Engine
 from .cuda_graphs import CUDAGraphRunner
 from .precision import autocast_context
-
-
-def _resolve_device(device) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 class TorchEngine(Engine):
@@ -61,7 +54,7 @@ class TorchEngine(Engine):
     ):
         if not hasattr(model, "config"):
             raise TypeError(f"model must be a DPT with a .config, got {type(model).__name__}")
-        dev = _resolve_device(device)
+        dev = resolve_device(device)
         super().__init__(model.config, dev, precision, precision_mode)
         if cuda_graphs and dev.type != "cuda":
             raise ValueError(f"cuda_graphs=True needs a CUDA device, got {dev}")

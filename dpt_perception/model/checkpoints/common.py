@@ -29,6 +29,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     A torch file may be a plain state dict or wrap it as {"model": ...} / {"state_dict": ...}.
     """
+    return unwrap_state_dict(read_checkpoint(path), str(Path(path)))
+
+
+def read_checkpoint(path: str | Path) -> object:
+    """What a `*.safetensors` (a dict of tensors) or torch file (weights only) holds, unwrapped
+    by nothing: a state dict, a {"model": ...} wrapper or a training checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
@@ -44,7 +50,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # re-raised with the file name
         raise CheckpointError(f"cannot read {path} as a weights-only torch file: {exc}") from exc
-    return unwrap_state_dict(obj, str(path))
+    return obj
 
 
 def unwrap_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:

@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from dpt_perception.model.classes import ADE20K_CLASS_NAMES
+
 from .base import SampleDataset, Transform
 from .fileio import read_label_png, read_rgb
 from .sample import DEFAULT_IGNORE_INDEX, CorruptSampleError, make_sample
 
-ADE_NUM_CLASSES = 150
+ADE_NUM_CLASSES = len(ADE20K_CLASS_NAMES)  # 150
 _SPLITS = {"training": "training", "train": "training", "validation": "validation", "val": "validation"}
 
 
