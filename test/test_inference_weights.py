@@ -129,3 +129,17 @@ def test_cli_list_and_download(server, test_entry, tmp_path, capsys):
     assert "does not start with 2ce69ec7" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         W.main(["--help"])
+
+
+def test_cli_name_alone_downloads_like_download_name(server, test_entry, tmp_path, capsys):
+    """`ros2 run dpt_perception download_weights NAME`, the form the node's messages give."""
+    base_url, root = server
+    (root / test_entry.filename).write_bytes(PAYLOAD)
+    cache = tmp_path / "cache"
+    assert W.main(["tiny_test", "--cache-dir", str(cache), "--base-url", base_url, "--no-progress"]) == 0
+    assert (cache / test_entry.filename).read_bytes() == PAYLOAD
+    assert capsys.readouterr().out.strip() == str(cache / test_entry.filename)
+    assert W.main(["no_such_weights", "--cache-dir", str(cache), "--base-url", base_url]) == 1
+    assert "unknown weights 'no_such_weights'" in capsys.readouterr().err
+    assert W.main(["list", "--cache-dir", str(cache)]) == 0
+    assert "cached" in capsys.readouterr().out

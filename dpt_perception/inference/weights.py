@@ -10,6 +10,7 @@ the hash matches; a mismatch deletes the file and raises `WeightsVerificationErr
 
 CLI:  python -m dpt_perception.inference.weights list
       python -m dpt_perception.inference.weights download NAME [--cache-dir DIR] [--base-url URL]
+      ros2 run dpt_perception download_weights NAME        (the name alone = download NAME)
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from dpt_perception.command_line import program_name
 from dpt_perception.model.checkpoints.dispatch import WEIGHTS_CACHE_ENV, weights_dir
 
 DEFAULT_BASE_URL = "https://github.com/isl-org/DPT/releases/download/1_0"
@@ -198,8 +200,13 @@ def resolve_weights(name_or_path: str | Path, cache_dir: str | Path | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dpt_perception.inference.weights",
-                                     description="List and download the official DPT checkpoints.")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in ("list", "download") and not argv[0].startswith("-"):
+        argv.insert(0, "download")  # `download_weights NAME` (the name alone) downloads NAME
+    parser = argparse.ArgumentParser(
+        prog=program_name("dpt_perception.inference.weights", "download_weights"),
+        description="List and download the official DPT checkpoints. A checkpoint name alone is short "
+        "for `download NAME`.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the official checkpoints and whether they are cached")
     dl = sub.add_parser("download", help="download (and verify) one checkpoint")

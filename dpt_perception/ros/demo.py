@@ -32,6 +32,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from dpt_perception.command_line import program_name
 from dpt_perception.inference.colorize import colorize_depth
 from dpt_perception.inference.geometry import unpack_rgb_float
 from dpt_perception.ros.image_conversion import image_to_rgb8, output_image_to_array
@@ -274,7 +275,7 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m dpt_perception.ros.demo", description=__doc__.split("\n")[0]
+        prog=program_name("dpt_perception.ros.demo", "dpt_demo"), description=__doc__.split("\n")[0]
     )
     parser.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
     parser.add_argument("--weights", default=None, help="checkpoint name or path for dpt_node")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from dpt_perception.command_line import program_name
 from dpt_perception.training.report import markdown_report
 
 _DEFAULTS = {
@@ -70,7 +71,7 @@ def load_weights(path: str):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dpt_perception.training.evaluate",
+        prog=program_name("dpt_perception.training.evaluate", "eval"),
         description="Evaluate a DPT on a dataset: depth AbsRel/SqRel/RMSE/RMSE-log/δ (relative models "
         "aligned per image by least-squares scale+shift in inverse depth) and segmentation pixel "
         "accuracy / mIoU / per-class IoU.",

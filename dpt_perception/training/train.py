@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from dpt_perception.command_line import program_name
 from dpt_perception.training.config import describe_options, load_config
 
 # Explicit flags for the most common overrides (each maps to one --set assignment).
@@ -29,7 +30,7 @@ _FLAG_OPTIONS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dpt_perception.training.train",
+        prog=program_name("dpt_perception.training.train", "train"),
         description="Train a shared-encoder DPT (depth + segmentation). Settings come from the defaults, "
         "then the --config YAML file, then the explicit flags below, then the --set overrides in order.",
         epilog=describe_options(),
