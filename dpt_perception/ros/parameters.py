@@ -249,13 +249,16 @@ class Settings:
     max_batch: int
 
 
-def declare_only(node) -> None:
+def declare_only(node, read_only: bool = True) -> None:
     """Declare every parameter not declared yet, with its descriptor and default (overrides from
-    the command line / params file apply). Raises ParameterException for an out-of-range value."""
-    for name, (default, ptype, text, read_only, extra) in _SPEC.items():
+    the command line / params file apply). Raises ParameterException for an out-of-range value.
+    read_only=False declares the start-up parameters writable (the lifecycle node, which refuses
+    their changes itself while configured)."""
+    for name, (default, ptype, text, spec_read_only, extra) in _SPEC.items():
         if node.has_parameter(name):  # a lifecycle node configured before
             continue
-        descriptor = ParameterDescriptor(name=name, type=ptype, description=text, read_only=read_only)
+        descriptor = ParameterDescriptor(name=name, type=ptype, description=text,
+                                         read_only=read_only and spec_read_only)
         if "range" in extra:
             lo, hi = extra["range"]
             descriptor.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]
