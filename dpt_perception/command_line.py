@@ -1,8 +1,12 @@
-"""How the command-line programs name themselves in `--help`: by the form they were started with."""
+"""Small pieces shared by the command-line programs: how they name themselves in `--help` (by the
+form they were started with) and quiet Ctrl-C while they start."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 PACKAGE = "dpt_perception"
@@ -20,3 +24,21 @@ def program_name(module: str, executable: str, argv0: str | None = None) -> str:
     if path.name.startswith("dpt-"):
         return path.name
     return f"python -m {module}"
+
+
+def _exit_now(signum, frame):  # noqa: ARG001 - signal handler signature
+    os._exit(0)
+
+
+def exit_quietly_on_interrupt() -> None:
+    """Ctrl-C from now until `restore_interrupts()` ends the process at once with status 0, without
+    a KeyboardInterrupt traceback. The executables call it before importing torch and rclpy (seconds
+    in which nothing needs cleaning up); their `main` restores Python's handler before `rclpy.init`,
+    after which Ctrl-C is a KeyboardInterrupt that `main` handles."""
+    signal.signal(signal.SIGINT, _exit_now)
+
+
+def restore_interrupts() -> None:
+    """Python's own Ctrl-C handling (KeyboardInterrupt) again, if `exit_quietly_on_interrupt` set it."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is _exit_now:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -19,6 +19,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from dpt_perception.command_line import restore_interrupts
 from dpt_perception.ros.image_conversion import array_to_image, rgb8_to_compressed, rgb8_to_image
 from dpt_perception.ros.parameters import wants_help
 from dpt_perception.ros.sample_frames import sample_frames
@@ -147,14 +148,19 @@ def main(argv=None) -> int:
     if wants_help(argv):
         print(help_text())
         return 0
-    rclpy.init(args=argv)
+    restore_interrupts()
     node = None
     try:
+        rclpy.init(args=argv)
         node = CameraPublisher()
         while rclpy.ok() and not node.done:
             rclpy.spin_once(node, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # else: Ctrl-C while starting (rclpy's handler shut the context down under the step running)
     finally:
         if node is not None:
             node.destroy_node()

@@ -35,6 +35,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from dpt_perception.command_line import program_name
 from dpt_perception.inference.colorize import colorize_depth
 from dpt_perception.inference.geometry import unpack_rgb_float
+from dpt_perception.model.checkpoints.dispatch import DEMO_WEIGHTS
 from dpt_perception.ros.image_conversion import image_to_rgb8, output_image_to_array
 from dpt_perception.ros.ply import write_ply
 from dpt_perception.ros.pointcloud2 import cloud_to_arrays
@@ -48,8 +49,6 @@ from dpt_perception.ros.probe import (
 )
 
 DEFAULT_OFFICIAL = "dpt_hybrid_nyu"
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-DEMO_WEIGHTS = PACKAGE_DIR / "data" / "demo_weights" / "dpt_demo_synthetic.safetensors"
 
 
 def choose_weights(requested: str | None, out: Path) -> tuple[str, bool, str]:

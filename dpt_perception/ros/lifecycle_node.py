@@ -22,7 +22,8 @@ import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from dpt_perception.ros.node import DptPerception, StartupError, serve
+from dpt_perception.command_line import restore_interrupts
+from dpt_perception.ros.node import DptPerception, StartupError, serve, start_node
 from dpt_perception.ros.parameters import (
     RUNTIME_PARAMETERS,
     declare_only,
@@ -109,8 +110,12 @@ def main(argv=None) -> int:
     if wants_help(argv):
         print(help_text("dpt_lifecycle_node", __doc__))
         return 0
-    rclpy.init(args=argv)
-    return serve(DptLifecycleNode())
+    restore_interrupts()
+    try:
+        rclpy.init(args=argv)
+    except KeyboardInterrupt:
+        return 0
+    return serve(start_node(DptLifecycleNode, "dpt_lifecycle_node"))
 
 
 if __name__ == "__main__":

@@ -44,8 +44,9 @@ _SPEC: dict[str, tuple] = {
     "weights": (
         "dpt_hybrid_nyu",
         _T.PARAMETER_STRING,
-        "Official checkpoint name (downloaded once, hash-checked, cached) or a path to a checkpoint "
-        "file (our *.safetensors + *.json, or an official/HF/timm file).",
+        "Official checkpoint name (downloaded once, hash-checked, cached), 'demo' (the bundled demo "
+        "model, trained on synthetic scenes only) or a path to a checkpoint file (our *.safetensors + "
+        "*.json, or an official/HF/timm file).",
         True,
         {},
     ),
