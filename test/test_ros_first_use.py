@@ -93,7 +93,7 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_quietly(ros_env, tmp_path, execu
         for (proc, _), delay in zip(procs, delays):
             time.sleep(max(0.0, start + delay - time.monotonic()))
             os.killpg(proc.pid, signal.SIGINT)
-        last, err = procs[-1]  # the last one once it serves (the lifecycle node: once its services run)
+        last, _ = procs[-1]  # the last one once it serves (the lifecycle node: once its services run)
         deadline = time.monotonic() + 90.0
         marker = ready[executable]
         while time.monotonic() < deadline and last.poll() is None:
@@ -104,7 +104,7 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_quietly(ros_env, tmp_path, execu
         time.sleep(0.5)
         os.killpg(last.pid, signal.SIGINT)
         codes = []
-        for proc, err in procs:
+        for proc, _ in procs:
             try:
                 codes.append(proc.wait(30))
             except subprocess.TimeoutExpired:
