@@ -8,11 +8,12 @@ FASTDDS_DEFAULT_PROFILES_FILE is set to the package's config/fastdds_images.xml 
 shared-memory segment for image-sized messages) unless it is already set.
 """
 import os
+import sys
 import tempfile
 
 import yaml
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -45,6 +46,16 @@ _STRING_PARAMETERS = ("image_topic", "camera_info_topic", "image_transport", "mo
                       "precision", "depth_mode", "sparse_depth_topic")
 
 
+def _console(stream) -> dict:
+    """Node arguments for console output: colours (a pseudo-terminal) only when the launch itself
+    writes to a terminal; redirected to a file, the nodes' output carries no ANSI colour codes
+    (RCUTILS_COLORIZED_OUTPUT=0 unless set explicitly) and Python's output stays unbuffered."""
+    if stream.isatty():
+        return {"emulate_tty": True}
+    return {"emulate_tty": False, "additional_env": {
+        "RCUTILS_COLORIZED_OUTPUT": os.environ.get("RCUTILS_COLORIZED_OUTPUT", "0"), "PYTHONUNBUFFERED": "1"}}
+
+
 def _is_true(text: str) -> bool:
     return text.strip().lower() in ("true", "1", "yes", "on")
 
@@ -73,12 +84,17 @@ def _actions(context):
         overrides["net_size"] = sizes
     params_file = arg["params_file"] or os.path.join(share, "config", "dpt.yaml")
     executable = "dpt_lifecycle_node" if _is_true(arg["lifecycle"]) else "dpt_node"
+    # The node ending (a start-up failure: exit 1 with its reason) ends the launch.
     actions = [Node(package=PACKAGE, executable=executable, name="dpt_node", namespace=arg["namespace"],
-                    parameters=[params_file, overrides], output="screen", emulate_tty=True)]
+                    parameters=[params_file, overrides], output="screen",
+                    on_exit=[Shutdown(reason=f"{executable} exited")], **_console(sys.stdout))]
     if _is_true(arg["demo_camera"]):
+        # The demo camera publishes where the node listens.
+        camera = {"frame_id": arg["fixed_frame"]}
+        camera.update({name: arg[name] for name in ("image_topic", "camera_info_topic") if arg[name]})
         actions.append(Node(package=PACKAGE, executable="dpt_camera_publisher", name="dpt_camera_publisher",
-                            namespace=arg["namespace"], parameters=[{"frame_id": arg["fixed_frame"]}],
-                            output="screen"))
+                            namespace=arg["namespace"], parameters=[camera], output="screen",
+                            **_console(sys.stdout)))
     if _is_true(arg["rviz"]):
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
                             arguments=["-d", _rviz_config(share, arg["namespace"], arg["fixed_frame"])]))

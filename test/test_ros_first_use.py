@@ -122,3 +122,21 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_quietly(ros_env, tmp_path, execu
         if code != 0 or "Traceback" in stderr or "failed to start" in stderr:
             problems.append(f"Ctrl-C {when}: exit {code}\n{stderr[-1500:]}")
     assert not problems, "\n".join(problems)
+
+
+def test_logs_written_to_files_carry_no_colour_codes(ros_env, tmp_path):
+    """The node logs the demo runner and the tests write (probe.start_process) stay plain text
+    even where the shell exports RCUTILS_COLORIZED_OUTPUT=1 (rcutils then colours any stream)."""
+    log = tmp_path / "camera.log"
+    env = dict(ros_env, RCUTILS_COLORIZED_OUTPUT="1")
+    camera = start_process("dpt_perception.ros.camera_publisher", param_args(rate=5.0), env, log)
+    try:
+        deadline = time.monotonic() + 60.0
+        while "publishing" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+            assert camera.poll() is None, log.read_text(errors="replace")
+            time.sleep(0.2)
+    finally:
+        stop_process(camera)
+    text = log.read_text(errors="replace")
+    assert "[INFO]" in text and "publishing" in text, text
+    assert "\x1b[" not in text, repr(text[:300])
