@@ -42,3 +42,32 @@ def restore_interrupts() -> None:
     """Python's own Ctrl-C handling (KeyboardInterrupt) again, if `exit_quietly_on_interrupt` set it."""
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is _exit_now:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def package_file(path: str | Path) -> Path:
+    """`path` itself when it exists, else a relative path looked up in the package's share directory
+    (`share/dpt_perception/` of a colcon install, where `config/` is installed, found through the
+    ament index) and then in the source checkout holding this package: so the README's
+    `ros2 run dpt_perception train --config config/train_synthetic.yaml` works from any directory.
+    FileNotFoundError naming every place looked in."""
+    path = Path(path).expanduser()
+    if path.exists() or path.is_absolute():
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file")
+        return path
+    roots = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            roots.append(Path(get_package_share_directory(PACKAGE)))
+        except PackageNotFoundError:
+            pass
+    except ImportError:  # the pip-only install: no ament index
+        pass
+    roots.append(Path(__file__).resolve().parents[1])  # a source checkout (or an editable install)
+    for root in roots:
+        if (root / path).is_file():
+            return root / path
+    places = ", ".join(str(p) for p in [Path.cwd() / path, *(root / path for root in roots)])
+    raise FileNotFoundError(f"{path}: no such file (looked in {places})")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from dpt_perception.command_line import program_name
+from dpt_perception.command_line import package_file, program_name
 from dpt_perception.training.report import markdown_report
 
 _DEFAULTS = {
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_options(args: argparse.Namespace) -> dict:
     options = dict(_DEFAULTS)
     if args.config is not None:
-        loaded = yaml.safe_load(args.config.read_text()) or {}
+        loaded = yaml.safe_load(package_file(args.config).read_text()) or {}
         unknown = sorted(set(loaded) - set(_DEFAULTS))
         if unknown:
             raise ValueError(f"{args.config}: unknown option(s) {unknown}; valid: {sorted(_DEFAULTS)}")
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         options = resolve_options(args)
-    except (ValueError, yaml.YAMLError) as exc:
+    except (ValueError, FileNotFoundError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from dpt_perception.training.datasets import build_eval_loader, build_split

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from dpt_perception.command_line import program_name
+from dpt_perception.command_line import package_file, program_name
 from dpt_perception.training.config import describe_options, load_config
 
 # Explicit flags for the most common overrides (each maps to one --set assignment).
@@ -36,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=describe_options(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, help="YAML configuration file (see the options below)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="YAML configuration file (see the options below); a relative path not found here is looked "
+        "up in the installed package, e.g. config/train_synthetic.yaml",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -67,7 +72,8 @@ def resolve(args: argparse.Namespace):
         for flag, key in _FLAG_OPTIONS.items()
         if getattr(args, flag) is not None
     ]
-    return load_config(args.config, overrides + list(args.overrides))
+    config = package_file(args.config) if args.config is not None else None
+    return load_config(config, overrides + list(args.overrides))
 
 
 def main(argv: list[str] | None = None) -> int:
