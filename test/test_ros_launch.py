@@ -84,7 +84,8 @@ sys.exit(service.run())
 
 def _installed_launch_file() -> Path:
     """The installed launch file, where `launch` and `launch_ros` can run it (else skip)."""
-    pytest.importorskip("launch", reason="launch is not installed (ROS 2 distribution only)")
+    # (`launch.launch_service`: the source tree's own launch/ folder imports as a namespace `launch`)
+    pytest.importorskip("launch.launch_service", reason="launch is not installed (ROS 2 distribution only)")
     pytest.importorskip("launch_ros", reason="launch_ros is not installed (ROS 2 distribution only)")
     from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
