@@ -26,15 +26,20 @@ def program_name(module: str, executable: str, argv0: str | None = None) -> str:
     return f"python -m {module}"
 
 
+_EXIT_CODE = 0
+
+
 def _exit_now(signum, frame):  # noqa: ARG001 - signal handler signature
-    os._exit(0)
+    os._exit(_EXIT_CODE)
 
 
-def exit_quietly_on_interrupt() -> None:
-    """Ctrl-C from now until `restore_interrupts()` ends the process at once with status 0, without
-    a KeyboardInterrupt traceback. The executables call it before importing torch and rclpy (seconds
-    in which nothing needs cleaning up); their `main` restores Python's handler before `rclpy.init`,
-    after which Ctrl-C is a KeyboardInterrupt that `main` handles."""
+def exit_quietly_on_interrupt(code: int = 0) -> None:
+    """Ctrl-C from now until `restore_interrupts()` ends the process at once with status `code`,
+    without a KeyboardInterrupt traceback. The executables call it before importing torch and rclpy
+    (seconds in which nothing needs cleaning up); their `main` restores Python's handler before
+    `rclpy.init`, after which Ctrl-C is a KeyboardInterrupt that `main` handles."""
+    global _EXIT_CODE
+    _EXIT_CODE = code
     signal.signal(signal.SIGINT, _exit_now)
 
 

@@ -72,23 +72,28 @@ def _installed(executable: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("executable", ["dpt_node", "dpt_lifecycle_node", "dpt_camera_publisher"])
+@pytest.mark.parametrize("executable", ["dpt_node", "dpt_lifecycle_node", "dpt_camera_publisher", "dpt_demo"])
 def test_ctrl_c_at_any_moment_of_start_up_exits_quietly(ros_env, tmp_path, executable):
     """SIGINT to the process group (what a terminal's Ctrl-C does) of `ros2 run dpt_perception EXE`
     while Python imports torch/rclpy, during rclpy.init, while the model loads, and once serving.
-    The processes start together, so the fixed delays land in different phases on any machine."""
+    The processes start together, so the fixed delays land in different phases on any machine.
+    The nodes exit 0 (a ROS node's normal stop); the demo, interrupted before its end, 130."""
     path = _installed(executable)
-    args = [sys.executable, str(path), "--ros-args", "-r", f"__node:=ctrl_c_{executable}"]
-    if executable != "dpt_camera_publisher":
-        args += param_args(weights="demo")
     delays = [0.3, 0.8, 1.5, 2.5, 3.5, 5.0]
     procs = []
     for i in range(len(delays) + 1):
+        args = [sys.executable, str(path), "--ros-args", "-r", f"__node:=ctrl_c_{executable}_{i}"]
+        if executable == "dpt_demo":
+            args = [sys.executable, str(path), "--out", str(tmp_path / f"demo_{i}"), "--frames", "1000"]
+        elif executable != "dpt_camera_publisher":
+            args += param_args(weights="demo")
         err = open(tmp_path / f"stderr_{i}.txt", "wb")  # noqa: SIM115 - closed below
-        procs.append((subprocess.Popen(args, env=ros_env, stdout=subprocess.DEVNULL, stderr=err,
+        procs.append((subprocess.Popen(args, env=ros_env, stdout=err, stderr=subprocess.STDOUT,
                                        start_new_session=True), err))
     start = time.monotonic()
-    ready = {"dpt_node": "active; cameras", "dpt_lifecycle_node": None, "dpt_camera_publisher": "publishing"}
+    ready = {"dpt_node": "active; cameras", "dpt_lifecycle_node": None, "dpt_camera_publisher": "publishing",
+             "dpt_demo": "logs in"}
+    expected = 130 if executable == "dpt_demo" else 0
     try:
         for (proc, _), delay in zip(procs, delays):
             time.sleep(max(0.0, start + delay - time.monotonic()))
@@ -119,7 +124,7 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_quietly(ros_env, tmp_path, execu
     for i, code in enumerate(codes):
         stderr = (tmp_path / f"stderr_{i}.txt").read_text(errors="replace")
         when = f"after {delays[i]} s" if i < len(delays) else "once ready"
-        if code != 0 or "Traceback" in stderr or "failed to start" in stderr:
+        if code != expected or "Traceback" in stderr or "failed to start" in stderr:
             problems.append(f"Ctrl-C {when}: exit {code}\n{stderr[-1500:]}")
     assert not problems, "\n".join(problems)
 

@@ -32,7 +32,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from dpt_perception.command_line import program_name
+from dpt_perception.command_line import program_name, restore_interrupts
 from dpt_perception.inference.colorize import colorize_depth
 from dpt_perception.inference.geometry import unpack_rgb_float
 from dpt_perception.model.checkpoints.dispatch import DEMO_WEIGHTS
@@ -295,7 +295,13 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--domain-id", type=int, default=None, help="ROS domain (default: a random private one)"
     )
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    restore_interrupts()
+    try:
+        return run(args)  # stops the node and camera processes on any exit
+    except KeyboardInterrupt:
+        print("[demo] interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
