@@ -12,7 +12,7 @@ setup:  ## venv + pinned dependencies + colcon build (seconds when already done)
 	@bash scripts/setup.sh
 
 demo: setup  ## stream the bundled sample frames through the node over DDS; writes outputs/demo/
-	@$(ENV) && python -m dpt_perception.ros.demo --out outputs/demo
+	@$(ENV) && python bin/dpt_demo --out outputs/demo
 
 test: setup  ## the whole test suite (unit + integration over real DDS + colcon build + lint)
 	@$(ENV) && python -m pytest test $(PYTEST_ARGS)

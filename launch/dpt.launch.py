@@ -10,11 +10,12 @@ FASTDDS_DEFAULT_PROFILES_FILE is set to the package's config/fastdds_images.xml 
 shared-memory segment for image-sized messages) unless it is already set.
 """
 import os
+import sys
 import tempfile
 
 import yaml
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -36,10 +37,11 @@ NODE_ARGUMENTS = {
         "One checkpoint, or a depth + segmentation pair [DEPTH, SEG] (either order) served "
         "together: each an official checkpoint name (list: `python -m "
         "dpt_perception.inference.weights list`; downloaded once into ~/.cache/dpt_perception, "
-        "SHA-256 checked) or a path (our *.safetensors + *.json, an HF directory or an official"
-        " .pt file). A pair runs its two encoders per frame unless a distilled one-encoder "
-        "checkpoint for it is cached. A single string is accepted too. Default: NYUv2 metric "
-        "depth (indoor, metres) + ADE20K labels (150 classes).",
+        "SHA-256 checked), 'demo' (the bundled demo model, trained on synthetic scenes only) or"
+        " a path (our *.safetensors + *.json, an HF directory or an official .pt file). A pair "
+        "runs its two encoders per frame unless a distilled one-encoder checkpoint for it is "
+        "cached. A single string is accepted too. Default: NYUv2 metric depth (indoor, metres) "
+        "+ ADE20K labels (150 classes).",
     ),
     "device": (
         "string",
@@ -123,6 +125,16 @@ def _parameter_value(name: str, text: str, type_word: str):
     return value
 
 
+def _console(stream) -> dict:
+    """Node arguments for console output: colours (a pseudo-terminal) only when the launch itself
+    writes to a terminal; redirected to a file, the nodes' output carries no ANSI colour codes
+    (RCUTILS_COLORIZED_OUTPUT=0 unless set explicitly) and Python's output stays unbuffered."""
+    if stream.isatty():
+        return {"emulate_tty": True}
+    return {"emulate_tty": False, "additional_env": {
+        "RCUTILS_COLORIZED_OUTPUT": os.environ.get("RCUTILS_COLORIZED_OUTPUT", "0"), "PYTHONUNBUFFERED": "1"}}
+
+
 def _is_true(text: str) -> bool:
     return text.strip().lower() in ("true", "1", "yes", "on")
 
@@ -147,12 +159,17 @@ def _actions(context):
                  for name, (type_word, _text) in NODE_ARGUMENTS.items() if arg[name]}
     params_file = arg["params_file"] or os.path.join(share, "config", "dpt.yaml")
     executable = "dpt_lifecycle_node" if _is_true(arg["lifecycle"]) else "dpt_node"
+    # The node ending (a start-up failure: exit 1 with its reason) ends the launch.
     actions = [Node(package=PACKAGE, executable=executable, name="dpt_node", namespace=arg["namespace"],
-                    parameters=[params_file, overrides], output="screen", emulate_tty=True)]
+                    parameters=[params_file, overrides], output="screen",
+                    on_exit=[Shutdown(reason=f"{executable} exited")], **_console(sys.stdout))]
     if _is_true(arg["demo_camera"]):
+        # The demo camera publishes where the node listens.
+        camera = {"frame_id": arg["fixed_frame"]}
+        camera.update({name: arg[name] for name in ("image_topic", "camera_info_topic") if arg[name]})
         actions.append(Node(package=PACKAGE, executable="dpt_camera_publisher", name="dpt_camera_publisher",
-                            namespace=arg["namespace"], parameters=[{"frame_id": arg["fixed_frame"]}],
-                            output="screen"))
+                            namespace=arg["namespace"], parameters=[camera], output="screen",
+                            **_console(sys.stdout)))
     if _is_true(arg["rviz"]):
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
                             arguments=["-d", _rviz_config(share, arg["namespace"], arg["fixed_frame"])]))

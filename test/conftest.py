@@ -61,7 +61,7 @@ def node_start_up_problems(
 
     `cases` maps a name to (params, words): `name:=value` strings passed with `-p` after `common`,
     and the words stderr must contain. Each process must exit 1 with "dpt_node failed to start"
-    and its words on stderr and no traceback, within one `timeout` shared by all: a node still
+    (once) and its words on stderr and no traceback, within one `timeout` shared by all: a node still
     running then has accepted the bad input (it is killed). Returns one text per problem."""
     import subprocess
     import time
@@ -96,6 +96,8 @@ def node_start_up_problems(
             problems.append(f"{name}: did not fail start-up (exit {procs[name].returncode})\n{tail}")
         elif "dpt_node failed to start" not in stderr or "Traceback" in stderr:
             problems.append(f"{name}: no clean start-up failure message\n{tail}")
+        elif (times := stderr.count("dpt_node failed to start")) != 1:
+            problems.append(f"{name}: the failure is printed {times} times\n{tail}")
         else:
             missing = [w for w in words if w not in stderr]
             if missing:

@@ -176,3 +176,29 @@ def test_cli_list_and_download(server, test_entry, tmp_path, capsys):
     assert "does not start with 2ce69ec7" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         W.main(["--help"])
+
+
+def test_cli_name_alone_downloads_like_download_name(server, test_entry, tmp_path, capsys):
+    """`ros2 run dpt_perception download_weights NAME`, the form the node's messages give."""
+    base_url, root = server
+    (root / test_entry.filename).write_bytes(PAYLOAD)
+    cache = tmp_path / "cache"
+    assert W.main(["tiny_test", "--cache-dir", str(cache), "--base-url", base_url, "--no-progress"]) == 0
+    assert (cache / test_entry.filename).read_bytes() == PAYLOAD
+    assert capsys.readouterr().out.strip() == str(cache / test_entry.filename)
+    assert W.main(["no_such_weights", "--cache-dir", str(cache), "--base-url", base_url]) == 1
+    assert "unknown weights 'no_such_weights'" in capsys.readouterr().err
+    assert W.main(["list", "--cache-dir", str(cache)]) == 0
+    assert "cached" in capsys.readouterr().out
+
+
+def test_unreachable_download_says_the_three_ways_out(tmp_path):
+    cache = tmp_path / "cache"
+    with pytest.raises(W.WeightsUnavailableError) as info:
+        W.resolve_weights("dpt_hybrid_kitti", cache, base_url="http://127.0.0.1:9", progress=False)
+    text = str(info.value)
+    assert "ros2 run dpt_perception download_weights dpt_hybrid_kitti" in text
+    assert str(cache / "dpt_hybrid_kitti-cb926ef4.pt") in text  # exactly where to copy it by hand
+    assert "http://127.0.0.1:9/dpt_hybrid_kitti-cb926ef4.pt" in text  # and where it comes from
+    assert "weights:=demo" in text
+    assert not cache.exists() or list(cache.iterdir()) == []

@@ -305,3 +305,16 @@ def test_convert_cli_composes_into_our_format(tmp_path, capsys):
     both = load_model(tmp_path / "both")
     x = _input(3)
     assert torch.equal(_outputs(both, x)["depth"], _outputs(depth, x)["depth"])
+
+
+def test_demo_name_loads_the_bundled_demo_model_from_any_directory(tmp_path, monkeypatch):
+    """`load_model("demo")` (the README's snippet, the node's `weights: demo`) needs no source tree path."""
+    from dpt_perception.model.checkpoints import load_model
+    from dpt_perception.model.checkpoints.dispatch import DEMO_WEIGHTS
+
+    monkeypatch.chdir(tmp_path)
+    model = load_model("demo")
+    reference = load_model(DEMO_WEIGHTS)
+    assert model.config.to_dict() == reference.config.to_dict()
+    for (name, a), (_, b) in zip(model.state_dict().items(), reference.state_dict().items()):
+        assert torch.equal(a, b), name

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import HAS_RCLPY, REPO_ROOT
 
@@ -86,14 +87,35 @@ def test_ament_index_finds_share_assets_and_executables(colcon_install):
 
 
 @pytest.mark.parametrize(
-    "exe", ["dpt_node", "dpt_lifecycle_node", "train", "eval", "export", "download_weights"]
+    "exe", ["dpt_node", "dpt_lifecycle_node", "dpt_camera_publisher", "dpt_demo", "train", "eval", "export",
+            "download_weights"]
 )
 def test_installed_executables_answer_help(colcon_install, exe):
+    """`ros2 run dpt_perception EXE --help` runs lib/dpt_perception/EXE: it prints a usage naming that
+    form and exits (no executable starts working instead, e.g. the camera publishing forever)."""
     path = colcon_install / "dpt_perception" / "lib" / "dpt_perception" / exe
     out = subprocess.run([sys.executable, str(path), "--help"], env=_clean_env(colcon_install),
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "usage:" in out.stdout
+    assert out.stdout.startswith(f"usage: ros2 run dpt_perception {exe} "), out.stdout[:300]
+
+
+def test_readme_train_example_works_from_the_installed_package(colcon_install, tmp_path):
+    """`ros2 run dpt_perception train --config config/train_synthetic.yaml` from a directory that is
+    not the source tree: the config is the one installed into share/dpt_perception/config."""
+    path = colcon_install / "dpt_perception" / "lib" / "dpt_perception" / "train"
+    args = [sys.executable, str(path), "--config", "config/train_synthetic.yaml", "--print-config"]
+    out = subprocess.run(args, cwd=tmp_path, env=_clean_env(colcon_install), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    printed = yaml.safe_load(out.stdout)
+    source = yaml.safe_load((REPO_ROOT / "config" / "train_synthetic.yaml").read_text())
+    assert printed["model"]["config"]["variant"] == source["model"]["config"]["variant"]
+    assert printed["train"]["max_steps"] == source["train"]["max_steps"]
+    missing = subprocess.run([sys.executable, str(path), "--config", "config/no_such.yaml"], cwd=tmp_path,
+                             env=_clean_env(colcon_install), capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert str(colcon_install / "dpt_perception" / "share" / "dpt_perception" / "config") in missing.stderr
 
 
 def test_generated_message_round_trips_between_processes(colcon_install, ros_env):

@@ -1,8 +1,9 @@
 """The ROS assets: config/dpt.yaml, rviz/dpt.rviz and launch/dpt.launch.py.
 
-The launch test needs `launch`, `launch_ros` and `launch_testing` (a ROS 2 distribution install)
-and the package built with colcon; it is skipped cleanly where they are missing (the pip-only
-environment). The asset checks run everywhere.
+The launch tests that run the file need `launch` and `launch_ros` (a ROS 2 distribution install)
+and the package built with colcon; they are skipped cleanly where those are missing (the pip-only
+environment). The asset checks, and the launch file's actions run with stand-in `launch` modules,
+run everywhere.
 """
 
 import os
@@ -81,9 +82,10 @@ sys.exit(service.run())
 """
 
 
-@pytest.mark.integration
-def test_launch_file_starts_a_serving_node(ros_env, tmp_path):
-    pytest.importorskip("launch_testing", reason="launch_testing is not installed (ROS 2 distribution only)")
+def _installed_launch_file() -> Path:
+    """The installed launch file, where `launch` and `launch_ros` can run it (else skip)."""
+    # (`launch.launch_service`: the source tree's own launch/ folder imports as a namespace `launch`)
+    pytest.importorskip("launch.launch_service", reason="launch is not installed (ROS 2 distribution only)")
     pytest.importorskip("launch_ros", reason="launch_ros is not installed (ROS 2 distribution only)")
     from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
@@ -94,6 +96,35 @@ def test_launch_file_starts_a_serving_node(ros_env, tmp_path):
     launch_file = share / "launch" / "dpt.launch.py"
     if not launch_file.is_file():
         pytest.skip(f"{launch_file} not installed; rebuild with colcon")
+    return launch_file
+
+
+@pytest.mark.integration
+def test_a_node_that_fails_to_start_ends_the_launch_with_one_message(ros_env, tmp_path):
+    """Launched with weights that do not exist (and the demo camera, which must be stopped too),
+    written to a file: the launch ends by itself, the reason is there once, with no colour codes."""
+    launch_file = _installed_launch_file()
+    missing = tmp_path / "missing.safetensors"
+    with open(tmp_path / "launch.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(launch_file), f"weights:={missing}",
+                                 "demo_camera:=true"], env=ros_env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            code = proc.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(5)
+            code = None
+    text = (tmp_path / "launch.log").read_text(errors="replace")
+    assert code is not None, f"the launch kept running after the node failed:\n{text[-3000:]}"
+    assert text.count("dpt_node failed to start") == 1, text[-3000:]
+    assert str(missing) in text
+    assert "\x1b[" not in text, "ANSI colour codes in a log written to a file"
+
+
+@pytest.mark.integration
+def test_launch_file_starts_a_serving_node(ros_env, tmp_path):
+    launch_file = _installed_launch_file()
     import torch
     from sensor_msgs.msg import Image
 
@@ -137,3 +168,76 @@ def test_launch_file_starts_a_serving_node(ros_env, tmp_path):
                 os.killpg(proc.pid, 9)
                 proc.wait(5)
         log.close()
+
+
+# ---- the launch file's actions, without `launch` installed ----------------------------------------
+class _Recorded:
+    """Stand-in for a launch action or substitution: keeps its arguments."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+class _LaunchConfiguration(_Recorded):
+    def perform(self, context):
+        return context[self.args[0]]
+
+
+def _launch_actions(monkeypatch, stdout_is_tty: bool, **arguments):
+    """Run the launch file's OpaqueFunction with stub `launch` / `launch_ros` modules; returns the
+    Node actions' keyword arguments by executable."""
+    import io
+    import runpy
+    import types
+
+    modules = {name: types.ModuleType(name) for name in
+               ("launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions")}
+    for name in ("DeclareLaunchArgument", "OpaqueFunction", "SetEnvironmentVariable", "Shutdown"):
+        setattr(modules["launch.actions"], name, type(name, (_Recorded,), {}))
+    modules["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration
+    modules["launch_ros.actions"].Node = type("Node", (_Recorded,), {})
+    modules["launch"].LaunchDescription = type("LaunchDescription", (_Recorded,), {})
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    pytest.importorskip("ament_index_python")
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        get_package_share_directory("dpt_perception")
+    except PackageNotFoundError:
+        pytest.skip("dpt_perception is not installed in the ament index (run scripts/setup.sh)")
+    stdout = io.StringIO()
+    stdout.isatty = lambda: stdout_is_tty
+    monkeypatch.setattr(sys, "stdout", stdout)
+    monkeypatch.delenv("RCUTILS_COLORIZED_OUTPUT", raising=False)
+    namespace = runpy.run_path(str(REPO / "launch" / "dpt.launch.py"))
+    context = {name: default for name, (default, _) in namespace["ARGUMENTS"].items()}
+    context.update(arguments)
+    return {node.kwargs["executable"]: node.kwargs for node in namespace["_actions"](context)}
+
+
+def test_launch_ends_when_the_node_exits(monkeypatch):
+    for lifecycle in ("false", "true"):
+        nodes = _launch_actions(monkeypatch, True, lifecycle=lifecycle)
+        (node,) = nodes.values()
+        assert [type(a).__name__ for a in node["on_exit"]] == ["Shutdown"], node
+
+
+def test_launch_demo_camera_publishes_where_the_node_listens(monkeypatch):
+    nodes = _launch_actions(monkeypatch, True, demo_camera="true", image_topic="/cam/color/image_raw",
+                            camera_info_topic="/cam/color/camera_info")
+    camera = nodes["dpt_camera_publisher"]["parameters"][0]
+    assert camera["image_topic"] == "/cam/color/image_raw"
+    assert camera["camera_info_topic"] == "/cam/color/camera_info"
+    assert nodes["dpt_node"]["parameters"][1]["image_topic"] == "/cam/color/image_raw"
+    defaults = _launch_actions(monkeypatch, True, demo_camera="true")["dpt_camera_publisher"]["parameters"][0]
+    assert "image_topic" not in defaults  # both keep their own (equal) defaults
+
+
+def test_launch_colours_only_on_a_terminal(monkeypatch):
+    on_tty = _launch_actions(monkeypatch, True, demo_camera="true")
+    to_file = _launch_actions(monkeypatch, False, demo_camera="true")
+    for executable in ("dpt_node", "dpt_camera_publisher"):
+        assert on_tty[executable]["emulate_tty"] is True
+        assert to_file[executable]["emulate_tty"] is False
+        assert to_file[executable]["additional_env"]["RCUTILS_COLORIZED_OUTPUT"] == "0"

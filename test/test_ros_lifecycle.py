@@ -147,3 +147,56 @@ def test_failed_configure_reports_the_reason_and_keeps_serving_the_lifecycle(ros
         if probe is not None:
             probe.close()
     assert code == 0, _log(node_log)
+
+
+def test_parameters_set_before_configure_take_effect(ros_env, tiny_weights, tmp_path):
+    """`ros2 param set` on an unconfigured node: every parameter exists from construction; the
+    start-up ones are writable until configure (which reads them) and refused while configured."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    def string(name, text):
+        value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=text)
+        return Parameter(name=name, value=value)
+
+    node = probe = None
+    node_log = tmp_path / "node.log"
+    missing = tmp_path / "not_these.safetensors"
+    try:
+        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+        # Started with weights that do not exist: only a set before configure can make it succeed.
+        node = start_process("dpt_perception.ros.lifecycle_node",
+                             ["-r", f"__node:={NODE}", *param_args(weights=str(missing))], ros_env, node_log)
+        life = Lifecycle(probe, NODE)
+        assert life.state() == "unconfigured"
+        client = probe.node.create_client(SetParameters, f"/{NODE}/set_parameters")
+
+        def set_params(*params):
+            response = probe.call(client, SetParameters.Request(parameters=list(params)), timeout=30.0)
+            assert response is not None, "set_parameters got no answer"
+            return response.results
+
+        results = set_params(string("weights", str(tiny_weights)), string("output_namespace", "preset"))
+        assert [r.successful for r in results] == [True, True], [r.reason for r in results]
+        bad = set_params(string("precision", "fp8"))[0]  # checked like at configure
+        assert not bad.successful and "precision must be one of" in bad.reason
+
+        assert life.transition(Transition.TRANSITION_CONFIGURE), _log(node_log)
+        assert life.state() == "inactive"
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        probe.subscribe("/preset/class_table", DPT_MSGS.ClassTable, latched)
+        assert probe.spin_until(lambda: probe.count("/preset/class_table") >= 1, 15.0), _log(node_log)
+        assert probe.latest("/preset/class_table").model_name == str(tiny_weights)
+
+        refused = set_params(string("weights", str(missing)))[0]
+        assert not refused.successful and "unconfigured" in refused.reason
+        assert life.transition(Transition.TRANSITION_CLEANUP)
+        assert set_params(string("weights", str(missing)))[0].successful  # unconfigured again
+        assert not life.transition(Transition.TRANSITION_CONFIGURE)  # ... and configure reads it
+        assert probe.spin_until(lambda: str(missing) in _log(node_log), 10.0)
+    finally:
+        code = stop_process(node)
+        if probe is not None:
+            probe.close()
+    assert code == 0, _log(node_log)

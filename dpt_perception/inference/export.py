@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dpt_perception.command_line import program_name
 from dpt_perception.inference.backends.model_configs import CONFIG_NAMES, config_by_name, parse_heads
 
 INPUT_NAME = "pixel_values"
@@ -229,7 +230,7 @@ def verify_onnx(
 # ---- command line --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="export",
+        prog=program_name("dpt_perception.inference.export", "export"),
         description="Export a DPT model (depth and/or segmentation head) to ONNX, check it against "
         "PyTorch with onnxruntime, and optionally build a TensorRT engine from it.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -10,6 +10,7 @@ the hash matches; a mismatch deletes the file and raises `WeightsVerificationErr
 
 CLI:  python -m dpt_perception.inference.weights list
       python -m dpt_perception.inference.weights download NAME [--cache-dir DIR] [--base-url URL]
+      ros2 run dpt_perception download_weights NAME        (the name alone = download NAME)
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from dpt_perception.model.checkpoints.dispatch import WEIGHTS_CACHE_ENV, weights_dir
+from dpt_perception.command_line import program_name
+from dpt_perception.model.checkpoints.dispatch import DEMO_NAME, WEIGHTS_CACHE_ENV, weights_dir
 from dpt_perception.model.config import PRESETS
 
 DEFAULT_BASE_URL = "https://github.com/isl-org/DPT/releases/download/1_0"
@@ -71,6 +73,23 @@ OFFICIAL_WEIGHTS: dict[str, OfficialWeights] = {
 
 class WeightsVerificationError(RuntimeError):
     """A downloaded or cached file does not match the SHA-256 prefix in its name."""
+
+
+class WeightsUnavailableError(RuntimeError):
+    """An official checkpoint is not in the cache and could not be downloaded; the message says
+    the three ways out (download command, file to copy by hand, the bundled demo model)."""
+
+
+def unavailable_message(requested: str, entry: OfficialWeights, cache: Path, url: str, reason: str) -> str:
+    return (
+        f"{entry.filename} is not in the weights cache and could not be downloaded ({reason}). Either:\n"
+        f"  - download it where there is network: ros2 run dpt_perception download_weights {requested}\n"
+        f"    (without ROS: python -m dpt_perception.inference.weights download {requested});\n"
+        f"  - or copy the file by hand to {cache / entry.filename}\n"
+        f"    (from {url}; ${WEIGHTS_CACHE_ENV} chooses another cache folder);\n"
+        f"  - or start with the bundled demo model: weights:={DEMO_NAME} (small, trained on the synthetic "
+        "demo scenes only)"
+    )
 
 
 def default_cache_dir() -> Path:
@@ -226,12 +245,25 @@ def resolve_weights(name_or_path: str | Path, cache_dir: str | Path | None = Non
     if not download:
         raise FileNotFoundError(f"{entry.filename} is not in {cache}; run `python -m "
                                 f"dpt_perception.inference.weights download {entry.name}`")
-    return download_weights(entry.name, cache, base_url, progress=progress)
+    try:
+        return download_weights(entry.name, cache, base_url, progress=progress)
+    except WeightsVerificationError:
+        raise
+    except (RuntimeError, OSError) as exc:  # no network, HTTP error, unwritable cache
+        url = f"{(base_url or DEFAULT_BASE_URL).rstrip('/')}/{entry.filename}"
+        reason = str(exc) or type(exc).__name__
+        message = unavailable_message(str(name_or_path), entry, cache, url, reason)
+        raise WeightsUnavailableError(message) from exc
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dpt_perception.inference.weights",
-                                     description="List and download the official DPT checkpoints.")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in ("list", "download") and not argv[0].startswith("-"):
+        argv.insert(0, "download")  # `download_weights NAME` (the name alone) downloads NAME
+    parser = argparse.ArgumentParser(
+        prog=program_name("dpt_perception.inference.weights", "download_weights"),
+        description="List and download the official DPT checkpoints. A checkpoint name alone is short "
+        "for `download NAME`.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the official checkpoints and whether they are cached")
     dl = sub.add_parser("download", help="download (and verify) one checkpoint")

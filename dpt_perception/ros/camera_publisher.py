@@ -1,6 +1,7 @@
 """A demo camera: streams sample frames + a matching CameraInfo over DDS.
 
-    dpt_camera_publisher --ros-args -p rate:=15.0 -p encoding:=bgr8 -p num_frames:=100
+    ros2 run dpt_perception dpt_camera_publisher --ros-args -p rate:=15.0 -p encoding:=bgr8 \\
+        -p image_topic:=/camera/color/image_raw -p camera_info_topic:=/camera/color/camera_info
 
 Image and CameraInfo carry the same header (stamp = publish time, frame_id = `frame_id`), like
 a real camera driver. The frames loop when `num_frames` exceeds the number of distinct frames.
@@ -9,6 +10,7 @@ a real camera driver. The frames loop when `num_frames` exceeds the number of di
 from __future__ import annotations
 
 import sys
+import textwrap
 
 import numpy as np
 import rclpy
@@ -17,7 +19,9 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from dpt_perception.command_line import restore_interrupts
 from dpt_perception.ros.image_conversion import array_to_image, rgb8_to_compressed, rgb8_to_image
+from dpt_perception.ros.parameters import wants_help
 from dpt_perception.ros.sample_frames import sample_frames
 
 
@@ -41,31 +45,46 @@ def sparse_depth(depth: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return np.where(keep, depth, np.nan).astype(np.float32)
 
 
+# name: (default, description); declared as ROS parameters and listed by --help.
+PARAMETERS = {
+    "rate": (10.0, "Frames per second."),
+    "width": (320, "Image width in pixels."),
+    "height": (240, "Image height in pixels."),
+    "encoding": ("rgb8", "rgb8, bgr8, rgba8, bgra8, mono8, mono16 (sensor_msgs/Image), or jpeg / png "
+                         "(sensor_msgs/CompressedImage on <image_topic>/compressed)."),
+    "frame_id": ("camera_optical_frame", "frame_id of the image and CameraInfo headers."),
+    "num_frames": (0, "Stop after this many frames; 0 = forever."),
+    "distinct_frames": (8, "Number of different scenes, looped."),
+    "image_topic": ("camera/image_raw", "Image topic (relative names resolve in the node namespace)."),
+    "camera_info_topic": ("camera/camera_info", "CameraInfo topic."),
+    "camera_info_scale": (1.0, "The CameraInfo describes the camera at this multiple of the image size "
+                               "(as a driver calibrated at full resolution streaming a binned image)."),
+    "sparse_depth_topic": ("", "'' = off; else 32FC1 metres of the scene's true depth at a random "
+                               "sparse_depth_fraction of the pixels, same header as the image."),
+    "sparse_depth_fraction": (0.03, "Fraction of pixels carrying sparse depth."),
+}
+
+
+def help_text() -> str:
+    lines = [
+        "usage: ros2 run dpt_perception dpt_camera_publisher [--ros-args -p NAME:=VALUE ... -r FROM:=TO]",
+        "",
+        __doc__.strip(),
+        "",
+        "parameters:",
+    ]
+    for name, (default, text) in PARAMETERS.items():
+        lines += [f"  {name} (default {default!r})", textwrap.fill(text, 96, initial_indent=" " * 6,
+                                                                   subsequent_indent=" " * 6)]
+    return "\n".join(lines)
+
+
 class CameraPublisher(Node):
-    """Parameters: rate (Hz), width, height, encoding (rgb8 bgr8 rgba8 bgra8 mono8 mono16, or
-    jpeg / png for CompressedImage on <image_topic>/compressed), frame_id, num_frames (0 = forever),
-    distinct_frames, image_topic, camera_info_topic, camera_info_scale (the CameraInfo describes the
-    camera at this multiple of the image size, as a driver calibrated at full resolution that
-    streams a binned image would), sparse_depth_topic ('' = off; 32FC1 metres, a random
-    sparse_depth_fraction of the scene's true depth, same header as the image)."""
+    """Publishes the sample frames with the parameters of `PARAMETERS`."""
 
     def __init__(self):
         super().__init__("dpt_camera_publisher")
-        defaults = dict(
-            rate=10.0,
-            width=320,
-            height=240,
-            encoding="rgb8",
-            frame_id="camera_optical_frame",
-            num_frames=0,
-            distinct_frames=8,
-            image_topic="camera/image_raw",
-            camera_info_topic="camera/camera_info",
-            camera_info_scale=1.0,
-            sparse_depth_topic="",
-            sparse_depth_fraction=0.03,
-        )
-        for name, value in defaults.items():
+        for name, (value, _text) in PARAMETERS.items():
             self.declare_parameter(name, value)
         get = lambda name: self.get_parameter(name).value  # noqa: E731
         self._encoding = get("encoding")
@@ -125,14 +144,23 @@ class CameraPublisher(Node):
 
 
 def main(argv=None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
+    argv = list(argv if argv is not None else sys.argv)
+    if wants_help(argv):
+        print(help_text())
+        return 0
+    restore_interrupts()
     node = None
     try:
+        rclpy.init(args=argv)
         node = CameraPublisher()
         while rclpy.ok() and not node.done:
             rclpy.spin_once(node, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # else: Ctrl-C while starting (rclpy's handler shut the context down under the step running)
     finally:
         if node is not None:
             node.destroy_node()

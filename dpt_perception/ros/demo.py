@@ -32,8 +32,10 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from dpt_perception.command_line import program_name, restore_interrupts
 from dpt_perception.inference.colorize import colorize_depth
 from dpt_perception.inference.geometry import unpack_rgb_float
+from dpt_perception.model.checkpoints.dispatch import DEMO_WEIGHTS
 from dpt_perception.ros.image_conversion import image_to_rgb8, output_image_to_array
 from dpt_perception.ros.ply import write_ply
 from dpt_perception.ros.pointcloud2 import cloud_to_arrays
@@ -47,8 +49,6 @@ from dpt_perception.ros.probe import (
 )
 
 DEFAULT_OFFICIAL = "dpt_hybrid_nyu"
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-DEMO_WEIGHTS = PACKAGE_DIR / "data" / "demo_weights" / "dpt_demo_synthetic.safetensors"
 
 
 def choose_weights(requested: str | None, out: Path) -> tuple[str, bool, str]:
@@ -274,7 +274,7 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m dpt_perception.ros.demo", description=__doc__.split("\n")[0]
+        prog=program_name("dpt_perception.ros.demo", "dpt_demo"), description=__doc__.split("\n")[0]
     )
     parser.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
     parser.add_argument("--weights", default=None, help="checkpoint name or path for dpt_node")
@@ -295,7 +295,13 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--domain-id", type=int, default=None, help="ROS domain (default: a random private one)"
     )
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    restore_interrupts()
+    try:
+        return run(args)  # stops the node and camera processes on any exit
+    except KeyboardInterrupt:
+        print("[demo] interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

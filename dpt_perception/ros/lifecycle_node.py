@@ -7,7 +7,10 @@ Transitions (drive them with `ros2 lifecycle set /dpt_node <transition>` or a li
   deactivate  stop inference, remove the camera topics (the model stays loaded)
   cleanup     release the model
   shutdown    from any state: as deactivate + cleanup
-Parameters, topics and outputs are those of `dpt_node` (docs/node.md).
+Parameters, topics and outputs are those of `dpt_node` (docs/node.md). Every parameter is declared
+at construction, so `ros2 param set` works before `configure`; the ones read at configure (weights,
+device, topics, ...) can be changed only while unconfigured (after `cleanup`), the runtime ones
+at any time.
 """
 
 from __future__ import annotations
@@ -16,15 +19,44 @@ import sys
 import traceback
 
 import rclpy
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from dpt_perception.ros.node import DptPerception, StartupError, serve
-from dpt_perception.ros.parameters import help_text, wants_help
+from dpt_perception.command_line import restore_interrupts
+from dpt_perception.ros.node import DptPerception, StartupError, serve, start_node
+from dpt_perception.ros.parameters import (
+    RUNTIME_PARAMETERS,
+    declare_only,
+    help_text,
+    validate_value,
+    wants_help,
+)
 
 
 class DptLifecycleNode(DptPerception, LifecycleNode):
     def __init__(self, node_name: str = "dpt_node", **kwargs):
         super().__init__(node_name, **kwargs)
+        self._configured = False
+        try:
+            declare_only(self, read_only=False)
+        except ValueError:  # an override outside its range: configure declares the rest and says why
+            pass
+        self.add_on_set_parameters_callback(self._guard_parameters)
+
+    def _guard_parameters(self, params) -> SetParametersResult:
+        """Start-up parameters change only while unconfigured; values are checked as at configure
+        (runtime parameters of a configured node are checked by DptPerception's own callback)."""
+        for param in params:
+            if param.name in RUNTIME_PARAMETERS and self._configured:
+                continue
+            if param.name not in RUNTIME_PARAMETERS and self._configured:
+                return SetParametersResult(successful=False, reason=(
+                    f"{param.name} is read at configure: change it while the node is unconfigured "
+                    "(cleanup first)"))
+            reason = validate_value(param.name, param.value)
+            if reason is not None:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
@@ -33,6 +65,7 @@ class DptLifecycleNode(DptPerception, LifecycleNode):
             self.get_logger().error(f"configure failed: {_reason(exc)}")
             self._cleanup()
             return TransitionCallbackReturn.FAILURE
+        self._configured = True
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -50,15 +83,18 @@ class DptLifecycleNode(DptPerception, LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._cleanup()
+        self._configured = False
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._cleanup()
+        self._configured = False
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f"error while in state {state.label}: releasing everything")
         self._cleanup()
+        self._configured = False
         return TransitionCallbackReturn.SUCCESS
 
 
@@ -74,8 +110,12 @@ def main(argv=None) -> int:
     if wants_help(argv):
         print(help_text("dpt_lifecycle_node", __doc__))
         return 0
-    rclpy.init(args=argv)
-    return serve(DptLifecycleNode())
+    restore_interrupts()
+    try:
+        rclpy.init(args=argv)
+    except KeyboardInterrupt:
+        return 0
+    return serve(start_node(DptLifecycleNode, "dpt_lifecycle_node"))
 
 
 if __name__ == "__main__":

@@ -28,12 +28,13 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from dpt_perception.command_line import restore_interrupts
 from dpt_perception.inference.class_aware_depth import ClassAwareDepth
 from dpt_perception.inference.geometry import PointCloudProjector
 from dpt_perception.inference.loading import load_dpt_model
 from dpt_perception.inference.predictor import Predictor, resolve_device
 from dpt_perception.inference.scheduling import InferenceWorker
-from dpt_perception.inference.weights import distilled_target
+from dpt_perception.inference.weights import WeightsUnavailableError, distilled_target
 from dpt_perception.model.pair import EncoderPassCounter, TaskPair
 from dpt_perception.msg import ClassTable
 from dpt_perception.ros import outputs
@@ -113,6 +114,8 @@ class DptPerception:
             raise StartupError(str(exc)) from exc
         try:
             model = load_dpt_model(s.weights, s.model)
+        except WeightsUnavailableError as exc:  # offline and not cached: the message says what to do
+            raise StartupError(f"could not load weights {s.weights!r}: {exc}") from exc
         except Exception as exc:  # any loader failure is fatal at start-up, with its message
             raise StartupError(
                 f"could not load weights {s.weights!r} (model {s.model or 'auto'}): "
@@ -513,27 +516,41 @@ def serve(node: DptPerception) -> int:
     return 0
 
 
+def start_node(factory, executable: str = "dpt_node"):
+    """`factory()` (the node), or the end of the process: a StartupError is logged once as FATAL and
+    exits 1; Ctrl-C at any moment of start-up exits 0 without a traceback. rclpy's SIGINT handler
+    shuts the context down, so the start-up step running then may fail with an rcl error instead of
+    a KeyboardInterrupt: any failure once the context is shut down counts as that Ctrl-C."""
+    try:
+        return factory()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        code, message = 0, None
+    except Exception as exc:
+        if rclpy.ok() and not isinstance(exc, StartupError):
+            raise
+        code, message = (1, f"{executable} failed to start: {exc}") if rclpy.ok() else (0, None)
+    if message is not None:
+        # Logged once: the FATAL line goes to stderr (rcutils writes it unbuffered) and the log file.
+        rclpy.logging.get_logger(executable).fatal(message)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Exit now, destroying nothing: tearing down the just-created node and its DDS participant (or
+    # the interpreter, with rclpy/torch finalisers) occasionally died with SIGSEGV, turning a clean
+    # "exit 1 with the reason" into a crash.
+    os._exit(code)
+
+
 def main(argv=None) -> int:
     argv = list(argv if argv is not None else sys.argv)
     if wants_help(argv):
         print(help_text("dpt_node", __doc__))
         return 0
-    rclpy.init(args=argv)
+    restore_interrupts()
     try:
-        node = DptNode()
-    except StartupError as exc:
-        message = f"dpt_node failed to start: {exc}"
-        rclpy.logging.get_logger("dpt_node").fatal(message)
-        print(message, file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        # Exit now, destroying nothing: tearing down the just-created node and its DDS
-        # participant (or the interpreter, with rclpy/torch finalisers) occasionally died with
-        # SIGSEGV, turning a clean "exit 1 with the reason" into a crash.
-        os._exit(1)
-    except (KeyboardInterrupt, ExternalShutdownException):  # stopped while loading the model
-        rclpy.try_shutdown()
+        rclpy.init(args=argv)
+    except KeyboardInterrupt:
         return 0
-    return serve(node)
+    return serve(start_node(DptNode))
 
 
 if __name__ == "__main__":

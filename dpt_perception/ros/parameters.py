@@ -59,10 +59,11 @@ _SPEC: dict[str, tuple] = {
         _T.PARAMETER_STRING_ARRAY,
         "One checkpoint, or a depth + segmentation pair [DEPTH, SEG] (either order) served together: "
         "each an official checkpoint name (list: `python -m dpt_perception.inference.weights list`; "
-        "downloaded once into ~/.cache/dpt_perception, SHA-256 checked) or a path (our *.safetensors + "
-        "*.json, an HF directory or an official .pt file). A pair runs its two encoders per frame unless "
-        "a distilled one-encoder checkpoint for it is cached. A single string is accepted too. Default: "
-        "NYUv2 metric depth (indoor, metres) + ADE20K labels (150 classes).",
+        "downloaded once into ~/.cache/dpt_perception, SHA-256 checked), 'demo' (the bundled demo model, "
+        "trained on synthetic scenes only) or a path (our *.safetensors + *.json, an HF directory or an "
+        "official .pt file). A pair runs its two encoders per frame unless a distilled one-encoder "
+        "checkpoint for it is cached. A single string is accepted too. Default: NYUv2 metric depth "
+        "(indoor, metres) + ADE20K labels (150 classes).",
         True,
         {"group": "model", "launch": True, "dynamic_typing": True},
     ),
@@ -281,14 +282,16 @@ Settings = make_dataclass("Settings", [(name, PYTHON_TYPES[spec[1]]) for name, s
 Settings.__doc__ = "A validated snapshot of the node's parameters (one field per `_SPEC` entry)."
 
 
-def declare_only(node) -> None:
+def declare_only(node, read_only: bool = True) -> None:
     """Declare every parameter not declared yet, with its descriptor and default (overrides from
-    the command line / params file apply). Raises ParameterException for an out-of-range value."""
-    for name, (default, ptype, text, read_only, extra) in _SPEC.items():
+    the command line / params file apply). Raises ParameterException for an out-of-range value.
+    read_only=False declares the start-up parameters writable (the lifecycle node, which refuses
+    their changes itself while configured)."""
+    for name, (default, ptype, text, spec_read_only, extra) in _SPEC.items():
         if node.has_parameter(name):  # a lifecycle node configured before
             continue
         descriptor = ParameterDescriptor(
-            name=name, type=ptype, description=text, read_only=read_only,
+            name=name, type=ptype, description=text, read_only=read_only and spec_read_only,
             dynamic_typing=bool(extra.get("dynamic_typing", False)),
         )
         if "range" in extra:

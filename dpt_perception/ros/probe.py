@@ -84,12 +84,13 @@ def param_args(**params) -> list[str]:
 
 
 def start_process(module: str, ros_args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
-    """`python -m <module> --ros-args <ros_args>` with stdout+stderr going to `log_path`."""
+    """`python -m <module> --ros-args <ros_args>` with stdout+stderr going to `log_path` (a file:
+    no ANSI colour codes, whatever RCUTILS_COLORIZED_OUTPUT the caller's environment has)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "wb")  # noqa: SIM115 - closed by stop_process via the Popen object
     proc = subprocess.Popen(
         [sys.executable, "-m", module, "--ros-args", *ros_args],
-        env=env,
+        env=dict(env, RCUTILS_COLORIZED_OUTPUT="0"),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

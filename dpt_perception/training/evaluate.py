@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from dpt_perception.command_line import package_file, program_name
 from dpt_perception.inference.preprocess import PREPROCESSING, check_preprocessing
 from dpt_perception.training.protocols import PROTOCOL_NAMES, PROTOCOLS
 from dpt_perception.training.report import markdown_report
@@ -64,7 +65,7 @@ def parse_data_spec(text: str) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dpt_perception.training.evaluate",
+        prog=program_name("dpt_perception.training.evaluate", "eval"),
         description="Evaluate a DPT on a dataset: depth d1-d3/AbsRel/SqRel/RMSE/RMSElog/SILog/log10 "
         "per image, averaged (relative models aligned per image by least-squares scale+shift in "
         "inverse depth), and segmentation pixel accuracy / mIoU / per-class IoU.",
@@ -131,7 +132,7 @@ def resolve_options(args: argparse.Namespace) -> dict:
     options = dict(_DEFAULTS)
     explicit: set[str] = set()
     if args.config is not None:
-        loaded = yaml.safe_load(args.config.read_text()) or {}
+        loaded = yaml.safe_load(package_file(args.config).read_text()) or {}
         unknown = sorted(set(loaded) - set(_DEFAULTS))
         if unknown:
             raise ValueError(f"{args.config}: unknown option(s) {unknown}; valid: {sorted(_DEFAULTS)}")
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         options = resolve_options(args)
-    except (ValueError, yaml.YAMLError) as exc:
+    except (ValueError, FileNotFoundError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from dpt_perception.model.checkpoints import load_model

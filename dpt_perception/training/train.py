@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from dpt_perception.command_line import package_file, program_name
 from dpt_perception.training.config import describe_options, load_config
 
 # Explicit flags for the most common overrides (each maps to one --set assignment).
@@ -32,7 +33,7 @@ _FLAG_OPTIONS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dpt_perception.training.train",
+        prog=program_name("dpt_perception.training.train", "train"),
         description="Train a shared-encoder DPT (depth + segmentation). A --config file with a 'distill' "
         "mapping distils a depth + segmentation teacher pair instead (see config/distill_hybrid.yaml and "
         "python -m dpt_perception.training.distill --help). Settings come from the defaults, "
@@ -40,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=describe_options(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, help="YAML configuration file (see the options below)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="YAML configuration file (see the options below); a relative path not found here is looked "
+        "up in the installed package, e.g. config/train_synthetic.yaml",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -71,7 +77,8 @@ def resolve(args: argparse.Namespace):
         for flag, key in _FLAG_OPTIONS.items()
         if getattr(args, flag) is not None
     ]
-    return load_config(args.config, overrides + list(args.overrides))
+    config = package_file(args.config) if args.config is not None else None
+    return load_config(config, overrides + list(args.overrides))
 
 
 def main(argv: list[str] | None = None) -> int:

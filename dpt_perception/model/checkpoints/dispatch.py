@@ -20,6 +20,11 @@ from .hf import is_hf_checkpoint, load_hf
 from .native import is_native, load_native
 
 WEIGHTS_CACHE_ENV = "DPT_PERCEPTION_CACHE"
+# The bundled demo model (small, depth + 5 classes, trained on the synthetic demo scenes only),
+# shipped as package data; `load_model("demo")` and the node's `weights: demo` name it.
+DEMO_NAME = "demo"
+DEMO_WEIGHTS = (Path(__file__).resolve().parents[2] / "data"
+                / "demo_weights" / "dpt_demo_synthetic.safetensors")
 
 
 def weights_dir() -> Path:
@@ -49,6 +54,8 @@ def load_model(path_or_name: str | Path, preset: str | None = None, strict: bool
     from .official import load_official
 
     text = str(path_or_name)
+    if text == DEMO_NAME and not Path(text).exists():
+        return load_native(DEMO_WEIGHTS, strict=strict)
     path = Path(path_or_name).expanduser()
     native_parts = [path.with_suffix(".safetensors"), path.with_suffix(".json")]
     if not (path.exists() or any(p.is_file() for p in native_parts)):

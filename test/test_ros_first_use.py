@@ -1,0 +1,147 @@
+"""First-use paths of the node, as a new user meets them, over real processes: the default start
+without network or cached weights, `weights:=demo`, and Ctrl-C at any moment of start-up."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import node_start_up_problems
+
+pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.sh)")
+
+from dpt_perception.inference.weights import lookup  # noqa: E402
+from dpt_perception.ros.parameters import _SPEC  # noqa: E402
+from dpt_perception.ros.probe import param_args, start_process, stop_process  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+
+def _offline(env: dict, cache: Path) -> dict:
+    """No network (every HTTPS request goes to a closed local port) and an empty weights cache."""
+    env = dict(env, DPT_PERCEPTION_CACHE=str(cache), no_proxy="", NO_PROXY="")
+    for key in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        env[key] = "http://127.0.0.1:9"
+    return env
+
+
+def test_offline_default_start_says_exactly_what_to_do(ros_env, tmp_path):
+    cache = tmp_path / "empty_cache"
+    default = _SPEC["weights"][0]  # the node's default weights, an official checkpoint name
+    entry = lookup(default)
+    words = [
+        f"ros2 run dpt_perception download_weights {default}",  # 1. the download command
+        str(cache / entry.filename),  # 2. where to copy the file by hand, exactly
+        "weights:=demo",  # 3. the bundled demo model, by name
+    ]
+    problems = node_start_up_problems({"offline": ([], words)}, _offline(ros_env, cache), "dpt_first_use_")
+    assert not problems, "\n".join(problems)
+    assert not cache.exists() or list(cache.iterdir()) == [], "a failed download left files behind"
+
+
+def test_weights_demo_starts_the_bundled_model_and_only_when_asked(ros_env, tmp_path):
+    log = tmp_path / "node.log"
+    env = _offline(ros_env, tmp_path / "empty_cache")
+    node = start_process("dpt_perception.ros.node", ["-r", "__node:=dpt_demo_weights",
+                                                      *param_args(weights="demo")], env, log)
+    try:
+        deadline = time.monotonic() + 90.0
+        while "active; cameras" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+            assert node.poll() is None, log.read_text(errors="replace")
+            time.sleep(0.2)
+        text = log.read_text(errors="replace")
+        assert "configured: weights demo" in text and "active; cameras" in text, text
+    finally:
+        code = stop_process(node)
+    assert code == 0, log.read_text(errors="replace")
+
+
+def _installed(executable: str) -> Path:
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        path = Path(get_package_prefix("dpt_perception")) / "lib" / "dpt_perception" / executable
+    except PackageNotFoundError:
+        pytest.skip("dpt_perception is not in the ament index (run scripts/setup.sh)")
+    if not path.is_file():
+        pytest.skip(f"{path} not installed (run scripts/setup.sh)")
+    return path
+
+
+@pytest.mark.parametrize("executable", ["dpt_node", "dpt_lifecycle_node", "dpt_camera_publisher", "dpt_demo"])
+def test_ctrl_c_at_any_moment_of_start_up_exits_quietly(ros_env, tmp_path, executable):
+    """SIGINT to the process group (what a terminal's Ctrl-C does) of `ros2 run dpt_perception EXE`
+    while Python imports torch/rclpy, during rclpy.init, while the model loads, and once serving.
+    The processes start together, so the fixed delays land in different phases on any machine.
+    The nodes exit 0 (a ROS node's normal stop); the demo, interrupted before its end, 130."""
+    path = _installed(executable)
+    delays = [0.3, 0.8, 1.5, 2.5, 3.5, 5.0]
+    procs = []
+    for i in range(len(delays) + 1):
+        args = [sys.executable, str(path), "--ros-args", "-r", f"__node:=ctrl_c_{executable}_{i}"]
+        if executable == "dpt_demo":
+            args = [sys.executable, str(path), "--out", str(tmp_path / f"demo_{i}"), "--frames", "1000"]
+        elif executable != "dpt_camera_publisher":
+            args += param_args(weights="demo")
+        err = open(tmp_path / f"stderr_{i}.txt", "wb")  # noqa: SIM115 - closed below
+        procs.append((subprocess.Popen(args, env=ros_env, stdout=err, stderr=subprocess.STDOUT,
+                                       start_new_session=True), err))
+    start = time.monotonic()
+    ready = {"dpt_node": "active; cameras", "dpt_lifecycle_node": None, "dpt_camera_publisher": "publishing",
+             "dpt_demo": "logs in"}
+    expected = 130 if executable == "dpt_demo" else 0
+    try:
+        for (proc, _), delay in zip(procs, delays):
+            time.sleep(max(0.0, start + delay - time.monotonic()))
+            os.killpg(proc.pid, signal.SIGINT)
+        last, _ = procs[-1]  # the last one once it serves (the lifecycle node: once its services run)
+        deadline = time.monotonic() + 90.0
+        marker = ready[executable]
+        while time.monotonic() < deadline and last.poll() is None:
+            text = (tmp_path / f"stderr_{len(delays)}.txt").read_text(errors="replace")
+            if (marker in text) if marker else time.monotonic() - start > 12.0:
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)
+        os.killpg(last.pid, signal.SIGINT)
+        codes = []
+        for proc, _ in procs:
+            try:
+                codes.append(proc.wait(30))
+            except subprocess.TimeoutExpired:
+                codes.append("still running 30 s after Ctrl-C")
+    finally:
+        for proc, err in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            err.close()
+    problems = []
+    for i, code in enumerate(codes):
+        stderr = (tmp_path / f"stderr_{i}.txt").read_text(errors="replace")
+        when = f"after {delays[i]} s" if i < len(delays) else "once ready"
+        if code != expected or "Traceback" in stderr or "failed to start" in stderr:
+            problems.append(f"Ctrl-C {when}: exit {code}\n{stderr[-1500:]}")
+    assert not problems, "\n".join(problems)
+
+
+def test_logs_written_to_files_carry_no_colour_codes(ros_env, tmp_path):
+    """The node logs the demo runner and the tests write (probe.start_process) stay plain text
+    even where the shell exports RCUTILS_COLORIZED_OUTPUT=1 (rcutils then colours any stream)."""
+    log = tmp_path / "camera.log"
+    env = dict(ros_env, RCUTILS_COLORIZED_OUTPUT="1")
+    camera = start_process("dpt_perception.ros.camera_publisher", param_args(rate=5.0), env, log)
+    try:
+        deadline = time.monotonic() + 60.0
+        while "publishing" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+            assert camera.poll() is None, log.read_text(errors="replace")
+            time.sleep(0.2)
+    finally:
+        stop_process(camera)
+    text = log.read_text(errors="replace")
+    assert "[INFO]" in text and "publishing" in text, text
+    assert "\x1b[" not in text, repr(text[:300])
