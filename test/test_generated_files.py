@@ -98,7 +98,7 @@ def _load_launch_file(monkeypatch, tmp_path, values: dict):
         "ament_index_python.packages": types.ModuleType("ament_index_python.packages"),
     }
     stubs["launch"].LaunchDescription = _Recorder
-    for name in ("DeclareLaunchArgument", "OpaqueFunction", "SetEnvironmentVariable"):
+    for name in ("DeclareLaunchArgument", "OpaqueFunction", "SetEnvironmentVariable", "Shutdown"):
         setattr(stubs["launch.actions"], name, _Recorder)
     stubs["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
     stubs["launch_ros.actions"].Node = _Recorder

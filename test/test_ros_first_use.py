@@ -31,13 +31,13 @@ def _offline(env: dict, cache: Path) -> dict:
 
 def test_offline_default_start_says_exactly_what_to_do(ros_env, tmp_path):
     cache = tmp_path / "empty_cache"
-    default = _SPEC["weights"][0]  # the node's default weights, an official checkpoint name
-    entry = lookup(default)
-    words = [
-        f"ros2 run dpt_perception download_weights {default}",  # 1. the download command
-        str(cache / entry.filename),  # 2. where to copy the file by hand, exactly
-        "weights:=demo",  # 3. the bundled demo model, by name
-    ]
+    defaults = _SPEC["weights"][0]  # the node's default weights: official checkpoint names (a pair)
+    words = ["weights:=demo"]  # the bundled demo model, by name
+    for default in defaults:  # every missing file, each with its download command and exact cache path
+        words += [
+            f"ros2 run dpt_perception download_weights {default}",
+            str(cache / lookup(default).filename),
+        ]
     problems = node_start_up_problems({"offline": ([], words)}, _offline(ros_env, cache), "dpt_first_use_")
     assert not problems, "\n".join(problems)
     assert not cache.exists() or list(cache.iterdir()) == [], "a failed download left files behind"
@@ -46,8 +46,9 @@ def test_offline_default_start_says_exactly_what_to_do(ros_env, tmp_path):
 def test_weights_demo_starts_the_bundled_model_and_only_when_asked(ros_env, tmp_path):
     log = tmp_path / "node.log"
     env = _offline(ros_env, tmp_path / "empty_cache")
-    node = start_process("dpt_perception.ros.node", ["-r", "__node:=dpt_demo_weights",
-                                                      *param_args(weights="demo")], env, log)
+    node = start_process(
+        "dpt_perception.ros.node", ["-r", "__node:=dpt_demo_weights", *param_args(weights="demo")], env, log
+    )
     try:
         deadline = time.monotonic() + 90.0
         while "active; cameras" not in log.read_text(errors="replace") and time.monotonic() < deadline:
@@ -88,11 +89,21 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_quietly(ros_env, tmp_path, execu
         elif executable != "dpt_camera_publisher":
             args += param_args(weights="demo")
         err = open(tmp_path / f"stderr_{i}.txt", "wb")  # noqa: SIM115 - closed below
-        procs.append((subprocess.Popen(args, env=ros_env, stdout=err, stderr=subprocess.STDOUT,
-                                       start_new_session=True), err))
+        procs.append(
+            (
+                subprocess.Popen(
+                    args, env=ros_env, stdout=err, stderr=subprocess.STDOUT, start_new_session=True
+                ),
+                err,
+            )
+        )
     start = time.monotonic()
-    ready = {"dpt_node": "active; cameras", "dpt_lifecycle_node": None, "dpt_camera_publisher": "publishing",
-             "dpt_demo": "logs in"}
+    ready = {
+        "dpt_node": "active; cameras",
+        "dpt_lifecycle_node": None,
+        "dpt_camera_publisher": "publishing",
+        "dpt_demo": "logs in",
+    }
     expected = 130 if executable == "dpt_demo" else 0
     try:
         for (proc, _), delay in zip(procs, delays):

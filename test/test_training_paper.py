@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dpt_perception.model.checkpoints import save_model
+from dpt_perception.model.checkpoints import load_model, save_model
 from dpt_perception.model.testing import tiny_model
 from dpt_perception.training import evaluate, paper
 from dpt_perception.training.protocols import PROTOCOLS
@@ -75,10 +75,10 @@ def test_paper_table_prints_the_published_numbers_next_to_ours(sets, capsys):
     dataset = paper.BTSListDataset(root / "kitti/list.txt", root / "kitti", root / "kitti", 256.0)
     options = dict(evaluate._DEFAULTS, protocol="kitti", png_quantize=True, device="cpu", data={"type": "x"},
                    batch_size=1)  # one frame per forward, as the paper command
-    results, _, _ = evaluate.run_evaluation(evaluate.load_weights(str(weights["kitti"])), options, dataset)
+    results, _, _ = evaluate.run_evaluation(load_model(str(weights["kitti"])), options, dataset)
     assert results["depth"]["abs_rel"] == pytest.approx(table["ours"]["kitti"]["depth"]["abs_rel"], rel=1e-12)
     unquantised = dict(options, png_quantize=False)
-    other, _, _ = evaluate.run_evaluation(evaluate.load_weights(str(weights["kitti"])), unquantised, dataset)
+    other, _, _ = evaluate.run_evaluation(load_model(str(weights["kitti"])), unquantised, dataset)
     assert other["depth"]["abs_rel"] != results["depth"]["abs_rel"]  # quantisation is applied
     assert abs(other["depth"]["abs_rel"] - results["depth"]["abs_rel"]) < 1e-2
 

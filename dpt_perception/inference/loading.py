@@ -31,7 +31,17 @@ def load_dpt_model(weights: str | Sequence[str], preset: str):
     shared = distilled_path(sources)
     if shared is not None:
         return load_model(shared)
-    return make_pair(*(_load_one(source, "") for source in sources))
+    from dpt_perception.inference.weights import WeightsUnavailableError
+
+    models, missing = [], []
+    for source in sources:  # every missing file is named at once, not one per start
+        try:
+            models.append(_load_one(source, ""))
+        except WeightsUnavailableError as exc:
+            missing.append(str(exc))
+    if missing:
+        raise WeightsUnavailableError("\n".join(missing))
+    return make_pair(*models)
 
 
 def _load_one(weights: str, preset: str):

@@ -80,7 +80,9 @@ class WeightsUnavailableError(RuntimeError):
     the three ways out (download command, file to copy by hand, the bundled demo model)."""
 
 
-def unavailable_message(requested: str, entry: OfficialWeights, cache: Path, url: str, reason: str) -> str:
+def unavailable_message(entry: OfficialWeights, cache: Path, url: str, reason: str) -> str:
+    """The three ways out, naming the release by its short name however the file was asked for."""
+    requested = entry.alias
     return (
         f"{entry.filename} is not in the weights cache and could not be downloaded ({reason}). Either:\n"
         f"  - download it where there is network: ros2 run dpt_perception download_weights {requested}\n"
@@ -252,7 +254,7 @@ def resolve_weights(name_or_path: str | Path, cache_dir: str | Path | None = Non
     except (RuntimeError, OSError) as exc:  # no network, HTTP error, unwritable cache
         url = f"{(base_url or DEFAULT_BASE_URL).rstrip('/')}/{entry.filename}"
         reason = str(exc) or type(exc).__name__
-        message = unavailable_message(str(name_or_path), entry, cache, url, reason)
+        message = unavailable_message(entry, cache, url, reason)
         raise WeightsUnavailableError(message) from exc
 
 

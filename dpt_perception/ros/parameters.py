@@ -431,6 +431,8 @@ def validate_value(name: str, value) -> str | None:
         value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit())
     ):
         return f"device must be {DEVICES_HELP}, got {value!r}"
+    if name == "weights":
+        value = weights_sources(value)  # a string (one source, or a list written out) or a list
     if name == "weights" and (not 1 <= len(value) <= 2 or not all(value)):
         return (
             "weights must be one checkpoint or a [depth, segmentation] pair (official names or paths), "

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpt_perception.inference.predictor import METRIC_EPS
+from dpt_perception.model.depth_units import depth_from_inverse
 from dpt_perception.training.metrics import ConfusionMatrix, DepthMetrics
 
 # Points kept for the predicted-vs-true depth scatter plot (subsampled evenly over the set).
@@ -213,9 +213,9 @@ def evaluate_frames(
             gt, valid = sample["depth"], sample["depth_valid"]
             depth = pred.depth
             if relative and pred.depth_kind == "metric_m":  # aligned in inverse depth
-                depth = 1.0 / np.maximum(depth, METRIC_EPS)
+                depth = depth_from_inverse(depth, 1.0, 0.0)  # 1 / max(z, eps): metres -> inverse
             elif not relative and pred.depth_kind == "inverse_relative":  # the config's conversion
-                depth = 1.0 / np.maximum(config.depth_scale * depth + config.depth_shift, METRIC_EPS)
+                depth = depth_from_inverse(depth, config.depth_scale, config.depth_shift)
             depth = kb_uncrop(depth, gt.shape) if cropped else depth
             if quantize_png and protocol.png_scale and not relative:
                 depth = png_quantize(depth, protocol.png_scale)
