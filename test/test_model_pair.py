@@ -112,3 +112,17 @@ def test_node_loader_builds_the_pair_or_the_cached_distilled_model(teachers, tmp
     calls = count_encoder_passes(shared)
     shared(torch.randn(1, 3, 64, 96))
     assert calls[0] == 1
+
+
+def test_encoder_pass_counter_counts_images_per_frame_and_whole_forwards_only(teachers):
+    from dpt_perception.model.pair import EncoderPassCounter
+
+    pair = make_pair(*teachers)
+    counter = EncoderPassCounter(pair)
+    assert counter.per_frame() is None
+    pair(torch.randn(3, 3, 64, 96))
+    assert counter.per_frame() == 2.0 and counter.totals == (3, 6)
+    seen = []  # a reader during a forward sees only finished forwards
+    pair.depth_model.register_forward_hook(lambda *_: seen.append(counter.per_frame()))
+    pair(torch.randn(1, 3, 64, 96), heads=["depth"])
+    assert seen == [2.0] and counter.totals == (4, 7)

@@ -129,18 +129,21 @@ class EncoderPassCounter:
     def __init__(self, model: nn.Module):
         from .vit import VisionTransformer
 
-        self.frames = 0
-        self.encoder_images = 0
+        self.totals = (0, 0)  # (frames, encoder images), replaced as one tuple: a reader on another
+        self._in_flight = 0  # thread never sees half a forward (encoder images of the running one)
         model.register_forward_hook(self._on_model)
         for module in model.modules():
             if isinstance(module, VisionTransformer):
                 module.register_forward_hook(self._on_encoder)
 
     def _on_model(self, _module, inputs, _output) -> None:
-        self.frames += int(inputs[0].shape[0])
+        frames, encoder_images = self.totals
+        self.totals = (frames + int(inputs[0].shape[0]), encoder_images + self._in_flight)
+        self._in_flight = 0
 
     def _on_encoder(self, _module, inputs, _output) -> None:
-        self.encoder_images += int(inputs[0].shape[0])
+        self._in_flight += int(inputs[0].shape[0])
 
     def per_frame(self) -> float | None:
-        return self.encoder_images / self.frames if self.frames else None
+        frames, encoder_images = self.totals
+        return encoder_images / frames if frames else None
