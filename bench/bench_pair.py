@@ -32,16 +32,18 @@ from dpt_perception.model.pair import EncoderPassCounter, make_pair  # noqa: E40
 from dpt_perception.training.distill import init_student  # noqa: E402
 
 
-def timed(model, x, repeats: int) -> float:
-    """Median milliseconds of a forward (one warm-up run first)."""
-    times = []
+def timed(models: dict, x, repeats: int) -> dict[str, float]:
+    """Median milliseconds of a forward per model; the models take turns within each repeat (one
+    warm-up round first), so a change in machine load hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name in models}
     with torch.inference_mode():
         for i in range(repeats + 1):
-            start = time.perf_counter()
-            model(x, lowres_logits=True)
-            if i:
-                times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
+            for name, model in models.items():
+                start = time.perf_counter()
+                model(x, lowres_logits=True)
+                if i:
+                    times[name].append((time.perf_counter() - start) * 1000.0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -58,20 +60,21 @@ def main(argv=None) -> int:
     depth = DPT(DPTConfig.preset("dpt_hybrid_nyu")).eval()
     seg = DPT(DPTConfig.preset("dpt_hybrid_ade20k")).eval()
     pair = make_pair(depth, seg).eval()
-    student, _ = init_student(pair)
+    models = {
+        "pair (depth + seg releases)": pair,
+        "distilled: one encoder, two necks": init_student(pair)[0],
+        "distilled: one encoder, one neck (share_neck)": init_student(pair, share_neck=True)[0],
+    }
     x = torch.randn(1, 3, *args.size)
-    counters = {"pair": EncoderPassCounter(pair), "shared": EncoderPassCounter(student)}
-    pair_ms = timed(pair, x, args.repeats)
-    shared_ms = timed(student, x, args.repeats)
-    print(
-        f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"DPT-Hybrid {args.size[0]}x{args.size[1]}, batch 1, fp32 eager, median of {args.repeats}"
-    )
+    counters = {name: EncoderPassCounter(model) for name, model in models.items()}
+    ms = timed(models, x, args.repeats)
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"DPT-Hybrid {args.size[0]}x{args.size[1]}, batch 1, fp32 eager, median of {args.repeats}")
     print("| model | encoder passes / frame | model time (ms) | vs pair |")
     print("|---|---|---|---|")
-    for name, ms in (("pair (depth + seg releases)", pair_ms), ("distilled shared encoder", shared_ms)):
-        key = "pair" if name.startswith("pair") else "shared"
-        print(f"| {name} | {counters[key].per_frame():.0f} | {ms:.0f} | {ms / pair_ms:.2f}x |")
+    base = ms["pair (depth + seg releases)"]
+    for name in models:
+        print(f"| {name} | {counters[name].per_frame():.0f} | {ms[name]:.0f} | {ms[name] / base:.2f}x |")
     return 0
 
 

@@ -203,3 +203,14 @@ def test_train_command_dispatches_distill_configs_and_documents_them(tmp_path, r
         timeout=120,
     )
     assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_shared_neck_student_puts_both_heads_on_the_depth_teachers_neck():
+    depth = tiny_model("vit_base", heads=["depth"], seed=1)
+    seg = tiny_model("vit_base", heads=["segmentation"], seed=2)
+    student, notes = init_student(make_pair(depth, seg), share_neck=True)
+    assert student.config.neck_names == ["shared"] and "shared neck" in notes[0]
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(student(x)["depth"], depth(x)["depth"])  # the depth path is the teacher's
+    theirs = {k: v for k, v in seg.state_dict().items() if k.startswith("heads.segmentation")}
+    assert all(torch.equal(student.state_dict()[k], v) for k, v in theirs.items())

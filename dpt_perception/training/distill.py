@@ -89,6 +89,11 @@ class DistillConfig:
         "teacher (the seg teacher's neck/head where their shapes fit) | fresh (random: when the seg "
         "teacher's features differ too much from the depth encoder's to be a useful start)",
     )
+    share_neck: bool = _opt(
+        False,
+        "student with ONE neck (the depth teacher's) under both heads: cheaper per frame than two "
+        "necks; the segmentation head then learns on the depth neck's features",
+    )
     temperature: float = _opt(1.0, "softmax temperature of the segmentation KL")
     depth_loss: str = _opt("auto", "auto (ssi for relative teachers, silog for metric) | ssi | silog | l1")
     depth_weight: float = _opt(1.0, "weight of the depth agreement loss")
@@ -165,20 +170,37 @@ def is_distill_config(path: str | Path | None) -> bool:
 
 # ---- student -----------------------------------------------------------------------------------
 @torch.no_grad()
-def init_student(pair: TaskPair, seed: int = 0, segmentation_init: str = "teacher") -> tuple[DPT, list[str]]:
+def init_student(
+    pair: TaskPair, seed: int = 0, segmentation_init: str = "teacher", share_neck: bool = False
+) -> tuple[DPT, list[str]]:
     """The one-encoder student and what it took from where: encoder + depth neck/head from the
-    depth teacher, seg neck/head from the segmentation teacher where their shapes fit."""
+    depth teacher, seg neck/head from the segmentation teacher where their shapes fit. With
+    `share_neck` both heads sit on the depth teacher's neck (one neck per frame, not two)."""
     depth, seg = pair.depth_model, pair.segmentation_model
     torch.manual_seed(seed)
-    student = DPT(composed_config(depth.config, seg.config, encoder_from="depth", same_architecture=False))
+    config = composed_config(depth.config, seg.config, encoder_from="depth", same_architecture=False)
+    if share_neck:
+        depth_bn = depth.config.use_batch_norm_in_fusion[depth.config.neck_for("depth")]
+        config = config.replace(
+            share_neck=True, use_batch_norm_in_fusion={**config.use_batch_norm_in_fusion, "shared": depth_bn}
+        )
+    student = DPT(config)
     student.encoder.load_state_dict(depth.encoder.state_dict())
-    student.necks["depth"].load_state_dict(depth.necks[depth.config.neck_for("depth")].state_dict())
+    student.necks[config.neck_for("depth")].load_state_dict(
+        depth.necks[depth.config.neck_for("depth")].state_dict()
+    )
     student.heads["depth"].load_state_dict(depth.heads["depth"].state_dict())
-    notes = ["encoder, depth neck and head: depth teacher"]
-    parts = [
-        ("segmentation neck", student.necks["segmentation"], seg.necks[seg.config.neck_for("segmentation")]),
-        ("segmentation head", student.heads["segmentation"], seg.heads["segmentation"]),
-    ]
+    notes = [f"encoder, {'shared' if share_neck else 'depth'} neck and depth head: depth teacher"]
+    parts = [("segmentation head", student.heads["segmentation"], seg.heads["segmentation"])]
+    if not share_neck:
+        parts.insert(
+            0,
+            (
+                "segmentation neck",
+                student.necks["segmentation"],
+                seg.necks[seg.config.neck_for("segmentation")],
+            ),
+        )
     if student.aux_head is not None and seg.aux_head is not None:
         parts.append(("auxiliary head", student.aux_head, seg.aux_head))
     for name, target, source in parts:
@@ -197,7 +219,9 @@ def trainable_groups(student: DPT, cfg: DistillConfig) -> list[dict]:
     """Adam parameter groups. The parts already trained for these features (encoder, depth neck and
     head, all from the depth teacher) get `lr_encoder`; the segmentation neck/head, which must adapt
     to a new encoder, get `lr_decoder`. freeze_encoder: only the segmentation parts train."""
-    seg_parts = [student.necks["segmentation"], student.heads["segmentation"]]
+    seg_parts = [student.heads["segmentation"]]
+    if not student.config.share_neck:  # a shared neck is the depth teacher's: pretrained
+        seg_parts.append(student.necks["segmentation"])
     if student.aux_head is not None:
         seg_parts.append(student.aux_head)
     seg_ids = {id(p) for part in seg_parts for p in part.parameters()}
@@ -310,7 +334,9 @@ class Distiller:
         self.teachers = teachers.eval().to(self.device)
         for p in self.teachers.parameters():
             p.requires_grad_(False)
-        self.student, self.init_notes = init_student(self.teachers, cfg.seed, cfg.segmentation_init)
+        self.student, self.init_notes = init_student(
+            self.teachers, cfg.seed, cfg.segmentation_init, cfg.share_neck
+        )
         self.student.to(self.device)
         dcfg = self.teachers.depth_model.config
         self.relative = dcfg.depth_mode == "relative"
