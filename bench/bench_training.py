@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dpt_perception.training.config import TrainConfig, load_config  # noqa: E402
-from dpt_perception.training.trainer import Trainer  # noqa: E402
+from dpt_perception.training.train_loop import Trainer  # noqa: E402
 
 SETTINGS = ("fp32", "bf16", "frozen", "accum2", "loss")
 LABELS = {

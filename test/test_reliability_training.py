@@ -175,7 +175,7 @@ _KILL_DURING_WRITE = r"""
 import os, signal, sys, torch
 sys.path.insert(0, {repo!r})
 from dpt_perception.training.config import load_config
-from dpt_perception.training.trainer import Trainer
+from dpt_perception.training.train_loop import Trainer
 from dpt_perception.training import checkpointing
 
 trainer = Trainer(load_config({config!r}))
@@ -240,7 +240,7 @@ class _DiskFullFile:
 
 
 def test_full_disk_during_checkpoint_write_leaves_the_previous_one_intact(tmp_path, monkeypatch):
-    from dpt_perception.training.trainer import Trainer
+    from dpt_perception.training.train_loop import Trainer
 
     torch.set_num_threads(1)
     trainer = Trainer(TrainConfig.from_dict(_config(tmp_path / "run", max_steps=6)))
@@ -288,7 +288,7 @@ def _corrupt_folder(root: Path) -> set[str]:
 
 
 def _recording_trainer(cfg_dict):
-    from dpt_perception.training.trainer import Trainer
+    from dpt_perception.training.train_loop import Trainer
 
     trainer = Trainer(TrainConfig.from_dict(cfg_dict))
     seen: list[str] = []
@@ -336,7 +336,7 @@ def test_corrupt_sample_with_fail_fast_stops_naming_the_file(tmp_path):
 
 
 def test_resume_from_a_corrupt_checkpoint_fails_with_the_file_name(tmp_path):
-    from dpt_perception.training.trainer import Trainer
+    from dpt_perception.training.train_loop import Trainer
 
     torch.set_num_threads(1)
     cfg = TrainConfig.from_dict(_config(tmp_path / "run", max_steps=4))

@@ -170,7 +170,7 @@ def run_evaluation(model, options: dict, dataset=None):
     from dpt_perception.inference.predictor import Predictor
     from dpt_perception.model.devices import resolve_device
     from dpt_perception.training.data import build_dataset
-    from dpt_perception.training.evaluation import as_list, evaluate_frames
+    from dpt_perception.training.eval_loop import as_list, evaluate_frames
     from dpt_perception.training.protocols import get_protocol
 
     spec = copy.deepcopy(options["data"]) or {}

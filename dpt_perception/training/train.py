@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if resume == "auto":
         candidate = Path(cfg.output.dir) / "checkpoints" / "last.pt"
         resume = candidate if candidate.is_file() else None
-    from dpt_perception.training.trainer import Trainer
+    from dpt_perception.training.train_loop import Trainer
 
     trainer = Trainer(cfg, resume=resume)
     try:

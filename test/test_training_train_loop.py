@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from dpt_perception.training.config import TrainConfig
-from dpt_perception.training.trainer import Trainer
+from dpt_perception.training.train_loop import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 

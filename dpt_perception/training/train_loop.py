@@ -44,7 +44,7 @@ from dpt_perception.training.datasets import (
     count_corrupt,
     dataset_class_names,
 )
-from dpt_perception.training.evaluation import autocast_context, evaluate_model, flat_metrics
+from dpt_perception.training.eval_loop import autocast_context, evaluate_model, flat_metrics
 from dpt_perception.training.losses import MultiTaskLoss
 from dpt_perception.training.metrics import HIGHER_IS_BETTER
 from dpt_perception.training.optim import build_optimizer, build_scheduler
