@@ -82,7 +82,7 @@ def bench_variant(variant: str, size: int, runs: int, warmup: int, skip_hf: bool
     # "hf" numerics so HF can run the very same function; the cost is identical to "official".
     depth = DPT(DPTConfig(variant=variant, heads=["depth"], numerics="hf", aux_head=False)).eval()
     with torch.no_grad():  # fresh init can leave the final ReLU dead; keep the output informative
-        depth.heads["depth"].head[4].bias.fill_(0.1)
+        depth.heads["depth"].output_conv.bias.fill_(0.1)
     gflop = count_gflop(depth, x)
 
     def bf16():

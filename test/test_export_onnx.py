@@ -75,7 +75,7 @@ def test_dynamic_export_runs_other_sizes_and_batches(model, dynamic_onnx):
 def test_verification_detects_a_model_that_differs(model, fixed_onnx):
     changed = copy.deepcopy(model)
     with torch.no_grad():
-        changed.heads["depth"].head[-2].bias.add_(0.5)  # shifts every depth value by ~0.5
+        changed.heads["depth"].output_conv.bias.add_(0.5)  # shifts every depth value by ~0.5
     report = verify_onnx(fixed_onnx, changed, [(1, 3, 64, 96)], atol=ATOL, rtol=RTOL)
     assert not report.ok
     assert report.max_abs_error["depth"] > 0.1

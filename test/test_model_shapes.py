@@ -53,7 +53,7 @@ def test_hybrid_rejects_non_project_readout():
 def test_gradients_reach_every_parameter(variant, share_neck):
     model = randomize_(DPT(DPTConfig.tiny(variant, share_neck=share_neck)), seed=3).train()
     with torch.no_grad():  # keep the final ReLU of the depth head alive so gradients can pass it
-        model.heads["depth"].head[4].bias.fill_(1.0)
+        model.heads["depth"].output_conv.bias.fill_(1.0)
     out = model(torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(0)))
     assert set(out) == {"depth", "segmentation", "aux"}
     assert (out["depth"] > 0).any()

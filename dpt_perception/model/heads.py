@@ -22,6 +22,11 @@ class DepthHead(nn.Module):
             nn.ReLU(),
         )
 
+    @property
+    def output_conv(self) -> nn.Conv2d:
+        """The last conv (32 -> 1) before the final ReLU: its bias sets the initial depth level."""
+        return self.head[4]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(x).squeeze(1)
 
@@ -48,10 +53,15 @@ class SegmentationHead(nn.Module):
         self.head = nn.Sequential(*layers)  # indices match the reference checkpoints' keys
         self.upsamples = upsample
 
+    @property
+    def classifier(self) -> nn.Conv2d:
+        """The 1x1 conv from features to class logits."""
+        return self.head[4]
+
     def forward(self, x: torch.Tensor, upsample: bool = True) -> torch.Tensor:
         """`upsample=False` returns the logits before the final x2 upsample (half the input size)."""
         features = self.head[:4](x)
-        logits = classify_channels_last(self.head[4], features)
+        logits = classify_channels_last(self.classifier, features)
         return self.head[5](logits) if upsample and self.upsamples else logits
 
 

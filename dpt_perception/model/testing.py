@@ -29,7 +29,7 @@ def tiny_model(
     torch.manual_seed(seed)
     model = DPT(DPTConfig.tiny(*args, **overrides)).eval()
     if "depth" in model.heads:
-        last = model.heads["depth"].head[-2]
+        last = model.heads["depth"].output_conv
         last.weight.mul_(depth_weight_scale)
         last.bias.fill_(depth_bias)
     return model

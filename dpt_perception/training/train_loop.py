@@ -96,9 +96,8 @@ def build_model(cfg: TrainConfig, dataset=None) -> nn.Module:
         # and a few steps can push all of them below zero, after which no gradient flows ("dead
         # ReLU", observed with the tiny multi-task models). A positive bias avoids that; the
         # scale-and-shift-invariant losses give the bias zero gradient, so it stays there.
-        names = [n for n, m in model.heads["depth"].named_modules() if isinstance(m, nn.Conv2d)]
-        last = dict(model.heads["depth"].named_modules())[names[-1]]
-        if last.bias is not None and f"heads.depth.{names[-1]}.bias" not in loaded:
+        last = model.heads["depth"].output_conv
+        if last.bias is not None and "heads.depth.head.4.bias" not in loaded:
             with torch.no_grad():
                 last.bias.fill_(cfg.model.depth_output_bias)
     return model
