@@ -29,10 +29,12 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from dpt_perception.command_line import restore_interrupts
+from dpt_perception.inference import autotune
 from dpt_perception.inference.class_aware_depth import ClassAwareDepth
 from dpt_perception.inference.geometry import PointCloudProjector
 from dpt_perception.inference.loading import load_dpt_model
 from dpt_perception.inference.predictor import Predictor, resolve_device
+from dpt_perception.inference.preprocess import parse_net_size
 from dpt_perception.inference.scheduling import InferenceWorker
 from dpt_perception.inference.weights import WeightsUnavailableError, distilled_target
 from dpt_perception.model.pair import EncoderPassCounter, TaskPair
@@ -123,8 +125,14 @@ class DptPerception:
             ) from exc
         self.encoder_passes = EncoderPassCounter(model)
         try:
+            # precision/backend "auto": measured once per machine + model + size, then cached.
+            net = _net_size(s.net_size) or parse_net_size(model.config.net_size)
+            self.engine_choice = choice = autotune.resolve(
+                model, s.device, s.backend, s.precision, net, s.weights)
+            if choice.trials:
+                log.info(choice.summary())
             self.predictor = Predictor(
-                *build_engine(model, s.backend, s.device, s.precision),
+                *build_engine(model, choice.backend, s.device, choice.precision),
                 net_size=_net_size(s.net_size),
                 preprocessing=s.preprocessing,
             )
@@ -178,7 +186,8 @@ class DptPerception:
         log.info(f"model: {self.model_summary}")
         log.info(
             f"configured: weights {' + '.join(s.weights)} (heads: {', '.join(config.heads)}) on "
-            f"{self.predictor.device} {s.precision}, net_size {list(self.predictor.net_size)}, "
+            f"{self.predictor.device} {choice.backend}/{choice.precision}, "
+            f"net_size {list(self.predictor.net_size)}, "
             f"depth_mode {self.depth_mode}"
         )
 
@@ -434,7 +443,8 @@ class DptPerception:
         worker = self.worker.stats()
         common = {
             "device": str(self.predictor.device),
-            "precision": s.precision,
+            "engine": f"{self.engine_choice.backend}/{self.engine_choice.precision}"
+            + (" (auto)" if autotune.AUTO in (s.backend, s.precision) else ""),
             "weights": " + ".join(s.weights),
             "model": self.model_summary,
             "encoder passes per frame": _format_passes(self.encoder_passes.per_frame()),
