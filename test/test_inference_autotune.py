@@ -66,8 +66,9 @@ def test_candidates_per_device_and_explicit_values():
     assert names(candidates(CPU, "onnxruntime", cpu_bf16=True)) == ["onnxruntime/fp32"]
     with pytest.raises(ValueError, match="no engine for backend 'auto' with precision 'fp16' on cpu"):
         candidates(CPU, precision="fp16", cpu_bf16=True)
-    with pytest.raises(ValueError, match="no native bf16"):
-        candidates(CPU, precision="bf16", cpu_bf16=False)
+    assert names(candidates(CPU, precision="bf16", cpu_bf16=False)) == ["eager/bf16"]  # explicit: honoured
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        candidates(CPU, "compiled", "fp16", cpu_bf16=True)
 
 
 def test_candidates_pinned_by_the_environment(monkeypatch):

@@ -132,18 +132,18 @@ def candidates(
         backends = ["eager"] + (["compiled"] if device.type == "cuda" else [])
     else:
         backends = [backend]
+    # An explicit bf16 is honoured on any CPU (emulated there without native bf16: slower).
+    bf16_ok = cpu_bf16 or precision == "bf16"
     found = [
         Candidate(b, p)
         for b in backends
-        for p in _precisions_for(device, b, cpu_bf16)
+        for p in _precisions_for(device, b, bf16_ok)
         if precision in (AUTO, p)
     ]
     if not found:
-        raise ValueError(
-            f"no engine for backend {backend!r} with precision {precision!r} on {device}"
-            + (" (this CPU has no native bf16: use fp32)" if precision == "bf16" and device.type == "cpu"
-               else "")
-        )
+        hint = ("; fp16 needs a CUDA device (on CPU use 'auto', 'fp32' or 'bf16')"
+                if precision == "fp16" and device.type == "cpu" else "")
+        raise ValueError(f"no engine for backend {backend!r} with precision {precision!r} on {device}{hint}")
     return found
 
 

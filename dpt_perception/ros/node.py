@@ -451,6 +451,7 @@ class DptPerception:
         worker = self.worker.stats()
         common = {
             "device": str(self.predictor.device),
+            "precision": self.engine_choice.precision,
             "engine": f"{self.engine_choice.backend}/{self.engine_choice.precision}"
             + (" (auto)" if autotune.AUTO in (s.backend, s.precision) else ""),
             "weights": " + ".join(s.weights),
