@@ -8,11 +8,13 @@ bf16 autocast is timed too even where it is not a candidate (no native bf16), to
 A few forwards only:
     python bench/bench_autotune.py                      # docs/benchmarks.md "Engine choice"
     python bench/bench_autotune.py --preset dpt_hybrid_nyu --size 384 512 --repeats 2
+    python bench/bench_autotune.py --candidates eager/fp32,eager/bf16   # measure bf16 even if emulated
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -37,10 +39,15 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="timed forwards per engine (median)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--also", default=None, help="extra precision to time next to fp32 (default: bf16 on CPU)")
+    p.add_argument("--candidates", default=None,
+                   help=f"replace the candidate list (sets {autotune.CANDIDATES_ENV}), "
+                   "e.g. eager/fp32,eager/bf16")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if args.candidates:
+        os.environ[autotune.CANDIDATES_ENV] = args.candidates
     torch.manual_seed(0)
     config = DPTConfig.preset(args.preset)
     model = DPT(config).eval()
@@ -67,30 +74,39 @@ def main(argv=None) -> int:
     print(f"time spent choosing: {chose_s:.1f} s; next start: {cached_s * 1e3:.1f} ms "
           f"({'cached choice' if again.cached else 'not cached'})")
 
-    x = autotune.check_input(size, device)
-    reference_engine = make_engine(model, "eager", device=device)
-    with torch.inference_mode():
-        reference = reference_engine(x)
-    rows = [("eager", "fp32")]
-    if (choice.backend, choice.precision) not in rows:
-        rows.append((choice.backend, choice.precision))
+    # The table: the timed trials of the choice as they were measured, plus eager fp32 and the
+    # extra precision when the choice did not time them (measured here the same way).
+    trials = {t.candidate: t for t in choice.trials
+              if isinstance(t, autotune.Trial) and t.agreement is not None}
+    rows = [autotune.Candidate("eager", "fp32"), *trials]
     extra = args.also or ("bf16" if device.type == "cpu" else None)
-    if extra and ("eager", extra) not in rows:
-        rows.append(("eager", extra))
-    print("\n| engine | median ms | vs eager fp32 | depth rel. diff | labels agree % | auto candidate |")
+    if extra:
+        rows.append(autotune.Candidate("eager", extra))
+    rows = list(dict.fromkeys(rows))
+    x = autotune.check_input(size, device)
+    reference = None
+    print("\n| engine | median ms | vs eager fp32 | depth rel. diff | labels agree % | auto |")
     print("|---|---|---|---|---|---|")
     base = None
-    for backend, precision in rows:
-        engine = make_engine(model, backend, device=device, precision=precision)
-        with torch.inference_mode():
-            agreement = compare_outputs(engine(x), reference)
-            ms = autotune.time_engine(engine, x, repeats=args.repeats)
+    for cand in rows:
+        trial = trials.get(cand)
+        if trial is not None and trial.ms is not None:
+            ms, agreement, how = trial.ms, trial.agreement, trial.status
+        else:
+            if reference is None:
+                with torch.inference_mode():
+                    reference = make_engine(model, "eager", device=device)(x)
+            engine = make_engine(model, cand.backend, device=device, precision=cand.precision)
+            with torch.inference_mode():
+                agreement = compare_outputs(engine(x), reference)
+                ms = autotune.time_engine(engine, x, repeats=args.repeats)
+            how = trial.status if trial is not None else (
+                "chosen" if (cand.backend, cand.precision) == (choice.backend, choice.precision)
+                else "not a candidate here" if cand not in found else "candidate")
         base = ms if base is None else base
-        mark = "chosen" if (backend, precision) == (choice.backend, choice.precision) else (
-            "yes" if autotune.Candidate(backend, precision) in found else "no")
         depth = "-" if agreement.depth_error is None else f"{agreement.depth_error:.2e}"
         labels = "-" if agreement.label_agreement is None else f"{agreement.label_agreement:.2f}"
-        print(f"| {backend}/{precision} | {ms:.0f} | {ms / base:.2f} | {depth} | {labels} | {mark} |")
+        print(f"| {cand.name} | {ms:.0f} | {ms / base:.2f} | {depth} | {labels} | {how} |")
     return 0
 
 
