@@ -38,7 +38,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--repeats", type=int, default=2, help="timed forwards per engine (median)")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--also", default=None, help="extra precision to time next to fp32 (default: bf16 on CPU)")
+    p.add_argument("--also", default=None,
+                   help="extra precision to time next to fp32 (default: bf16 on CPU; 'none': no extra)")
     p.add_argument("--candidates", default=None,
                    help=f"replace the candidate list (sets {autotune.CANDIDATES_ENV}), "
                    "e.g. eager/fp32,eager/bf16")
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
               if isinstance(t, autotune.Trial) and t.agreement is not None}
     rows = [autotune.Candidate("eager", "fp32"), *trials]
     extra = args.also or ("bf16" if device.type == "cpu" else None)
-    if extra:
+    if extra and extra != "none":
         rows.append(autotune.Candidate("eager", extra))
     rows = list(dict.fromkeys(rows))
     x = autotune.check_input(size, device)
