@@ -191,3 +191,41 @@ def test_real_timing_and_identity(model):
     assert ident == autotune.model_identity(model.config, ["a.safetensors"])
     assert ident != autotune.model_identity(model.config, ["b.safetensors"])
     assert Candidate("eager", "bf16").name == "eager/bf16"
+
+
+def test_gpu_candidates(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    gpu = torch.device("cuda")
+    assert [c.name for c in candidates(gpu)] == [
+        "eager/fp32", "eager/fp16", "eager/bf16", "compiled/fp32", "compiled/fp16", "compiled/bf16"]
+    assert [c.name for c in candidates(gpu, "tensorrt")] == ["tensorrt/fp16", "tensorrt/fp32"]
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert [c.name for c in candidates(gpu, precision="fp16")] == ["eager/fp16", "compiled/fp16"]
+
+
+class Renamed:
+    """A real engine reported under another backend name (a stand-in for a compiled one)."""
+
+    def __init__(self, engine, name):
+        self.inner, self.name, self.precision = engine, name, engine.precision
+
+    def __call__(self, x):
+        return self.inner(x)
+
+
+def test_compiled_is_tried_only_at_the_best_eager_precision(model, tmp_path, monkeypatch):
+    monkeypatch.setenv(autotune.CANDIDATES_ENV, "eager/fp32,compiled/fp32,eager/bf16,compiled/bf16")
+    built = []
+
+    def build(m, backend, device, precision):
+        built.append(f"{backend}/{precision}")
+        return Renamed(make_engine(m, "eager", device=device, precision=precision), backend)
+    calls = []
+    times = {"eager/fp32": 100.0, "eager/bf16": 60.0, "compiled/bf16": 40.0, "compiled/fp32": 1.0}
+    choice = choose(model, CPU, NET, model_id="m", cache_path=tmp_path / "c.json", build=build,
+                    measure=fake_times(times, calls))
+    assert calls == ["eager/fp32", "eager/bf16", "compiled/bf16"]  # eager first, one compile
+    assert "compiled/fp32" not in built
+    assert (choice.backend, choice.precision) == ("compiled", "bf16")
+    skipped = [t for t in choice.trials if t.candidate.name == "compiled/fp32"][0]
+    assert skipped.status == "skipped: compiled is tried only at the best eager precision (bf16)"
