@@ -49,8 +49,10 @@ NODE_ARGUMENTS = {
     ),
     "precision": (
         "string",
-        "Inference precision, one of ('fp32', 'fp16', 'bf16') (fp16/bf16 only where the device "
-        "supports them).",
+        "Inference precision, one of ('auto', 'fp32', 'fp16', 'bf16') (fp16/bf16 only where the"
+        " device supports them). auto = the fastest precision whose outputs agree with fp32 on "
+        "a check frame at start-up (bf16 on CPU only with native bf16, fp16/bf16 on GPU), "
+        "cached per machine and model (docs/deployment.md).",
     ),
     "net_size": (
         "integer_array",

@@ -49,6 +49,9 @@ def ros_env(tmp_path, monkeypatch):
     env["ROS_LOG_DIR"] = str(tmp_path / "ros_logs")
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONFAULTHANDLER"] = "1"  # a crash in a node process prints its Python stack
+    # precision/backend "auto" run the reference engine: node outputs do not depend on the CPU
+    # (test_ros_latency_budget.py unsets it to run the measured choice).
+    env["DPT_PERCEPTION_ENGINE_CANDIDATES"] = "eager/fp32"
     for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE"):
         monkeypatch.setenv(key, env[key])
     return env

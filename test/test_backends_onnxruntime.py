@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from dpt_perception.inference.backends import make_engine
-from dpt_perception.inference.backends.agreement import compare_outputs
+from dpt_perception.inference.backends.agreement import FP32_TOLERANCE, compare_outputs
 from dpt_perception.inference.backends.onnxruntime_engine import OnnxRuntimeEngine
 from dpt_perception.inference.export import export_onnx
 from dpt_perception.inference.predictor import Predictor
 from dpt_perception.model.testing import tiny_model
 
-FP32_DEPTH, FP32_LABELS = 1e-4, 99.9
+FP32_DEPTH, FP32_LABELS = FP32_TOLERANCE
 
 
 @pytest.fixture(scope="module")

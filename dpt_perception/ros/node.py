@@ -29,10 +29,13 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from dpt_perception.command_line import restore_interrupts
+from dpt_perception.inference import autotune
 from dpt_perception.inference.class_aware_depth import ClassAwareDepth
 from dpt_perception.inference.geometry import PointCloudProjector
+from dpt_perception.inference.latency_budget import LatencyBudget
 from dpt_perception.inference.loading import load_dpt_model
 from dpt_perception.inference.predictor import Predictor, resolve_device
+from dpt_perception.inference.preprocess import parse_net_size
 from dpt_perception.inference.scheduling import InferenceWorker
 from dpt_perception.inference.weights import WeightsUnavailableError, distilled_target
 from dpt_perception.model.pair import EncoderPassCounter, TaskPair
@@ -123,8 +126,14 @@ class DptPerception:
             ) from exc
         self.encoder_passes = EncoderPassCounter(model)
         try:
+            # precision/backend "auto": measured once per machine + model + size, then cached.
+            net = _net_size(s.net_size) or parse_net_size(model.config.net_size)
+            self.engine_choice = choice = autotune.resolve(
+                model, s.device, s.backend, s.precision, net, s.weights)
+            if choice.trials:
+                log.info(choice.summary())
             self.predictor = Predictor(
-                *build_engine(model, s.backend, s.device, s.precision),
+                *build_engine(model, choice.backend, s.device, choice.precision),
                 net_size=_net_size(s.net_size),
                 preprocessing=s.preprocessing,
             )
@@ -149,6 +158,7 @@ class DptPerception:
         for warning in self.depth_warnings:
             log.warning(warning)
         config = self.predictor.config
+        self.latency = LatencyBudget(parse_net_size(config.net_size), s.max_latency_ms, _net_size(s.net_size))
         self.palette = np.asarray(config.class_colors, dtype=np.uint8) if self.predictor.has_labels else None
         self.projector = PointCloudProjector(s.points_max_range or None, s.points_decimation)
         try:
@@ -178,7 +188,8 @@ class DptPerception:
         log.info(f"model: {self.model_summary}")
         log.info(
             f"configured: weights {' + '.join(s.weights)} (heads: {', '.join(config.heads)}) on "
-            f"{self.predictor.device} {s.precision}, net_size {list(self.predictor.net_size)}, "
+            f"{self.predictor.device} {choice.backend}/{choice.precision}, "
+            f"net_size {list(self.predictor.net_size)}, "
             f"depth_mode {self.depth_mode}"
         )
 
@@ -287,8 +298,10 @@ class DptPerception:
             value = list(param.value) if param.name == "net_size" else param.value
             setattr(s, param.name, value)
             if param.name == "net_size":
-                self.predictor.set_net_size(_net_size(value))
+                self.predictor.set_net_size(self.latency.set_explicit(_net_size(value)))
                 self.get_logger().info(f"inference resolution now {list(self.predictor.net_size)}")
+            elif param.name == "max_latency_ms":
+                self.latency.set_budget(value)
             elif param.name in ("depth_scale", "depth_shift"):
                 for depth in self.depth.values():
                     depth.set_fixed(s.depth_scale, s.depth_shift)
@@ -332,6 +345,10 @@ class DptPerception:
         start = time.monotonic()
         predictions = self.predictor.infer_batch([rgb for _, _, _, rgb, _ in work])
         latency = time.monotonic() - start
+        resized = self.latency.observe(self.predictor.net_size, predictions[0].timings)
+        if resized is not None:  # max_latency_ms: the largest size whose measured time fits
+            self.predictor.set_net_size(resized)
+            log.info(f"latency budget {self.latency.budget_ms:g} ms: net_size now {list(resized)}")
         for (channel, header, received, rgb, needs), prediction in zip(work, predictions):
             try:
                 self._publish(channel, header, rgb, prediction, needs)
@@ -434,11 +451,14 @@ class DptPerception:
         worker = self.worker.stats()
         common = {
             "device": str(self.predictor.device),
-            "precision": s.precision,
+            "precision": self.engine_choice.precision,
+            "engine": f"{self.engine_choice.backend}/{self.engine_choice.precision}"
+            + (" (auto)" if autotune.AUTO in (s.backend, s.precision) else ""),
             "weights": " + ".join(s.weights),
             "model": self.model_summary,
             "encoder passes per frame": _format_passes(self.encoder_passes.per_frame()),
             "net_size (HxW)": "x".join(map(str, self.predictor.net_size)),
+            "latency budget": self.latency.state(),
             "depth mode": self.depth_mode,
             "worker errors": str(worker.errors),
             "out-of-memory fallbacks": str(getattr(self.predictor, "oom_events", 0)),

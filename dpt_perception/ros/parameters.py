@@ -28,8 +28,9 @@ from dpt_perception.inference.preprocess import PREPROCESSING
 
 DEPTH_MODES = ("auto", "model", "fixed", "fit")
 DEVICES_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N"
-PRECISIONS = ("fp32", "fp16", "bf16")
-BACKENDS = ("eager", "compiled", "onnxruntime", "tensorrt")  # dpt_perception.inference.backends
+# "auto": chosen at start-up per device, measured and cached (dpt_perception.inference.autotune).
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+BACKENDS = ("auto", "eager", "compiled", "onnxruntime", "tensorrt")  # dpt_perception.inference.backends
 TRANSPORTS = ("raw", "compressed")
 POINT_COLORS = ("image", "labels")
 NET_SIZE_MULTIPLE = 32  # DPTConfig.net_size must be multiples of 32 (4 stride-2 fusion levels x patch 16 / 2)
@@ -75,16 +76,20 @@ _SPEC: dict[str, tuple] = {
         {"group": "model", "launch": True},
     ),
     "precision": (
-        "fp32",
+        "auto",
         _T.PARAMETER_STRING,
-        f"Inference precision, one of {PRECISIONS} (fp16/bf16 only where the device supports them).",
+        f"Inference precision, one of {PRECISIONS} (fp16/bf16 only where the device supports them). "
+        "auto = the fastest precision whose outputs agree with fp32 on a check frame at start-up "
+        "(bf16 on CPU only with native bf16, fp16/bf16 on GPU), cached per machine and model "
+        "(docs/deployment.md).",
         True,
         {"group": "model", "launch": True},
     ),
     "backend": (
-        "eager",
+        "auto",
         _T.PARAMETER_STRING,
-        f"Inference engine, one of {BACKENDS}: eager PyTorch; compiled (torch.compile, slow first "
+        f"Inference engine, one of {BACKENDS}: auto (eager, or compiled on a GPU when it measures "
+        "faster at start-up; cached); eager PyTorch; compiled (torch.compile, slow first "
         "frames per resolution); onnxruntime (exports a dynamic-size ONNX file into the weights cache "
         "on first use; CUDA/TensorRT execution providers when installed); tensorrt (needs the "
         "tensorrt package and a GPU; engines cached on disk).",
@@ -253,6 +258,16 @@ _SPEC: dict[str, tuple] = {
         "Seconds between /diagnostics messages.",
         True,
         {"range": (0.05, 60.0), "group": "outputs"},
+    ),
+    "max_latency_ms": (
+        0.0,
+        _T.PARAMETER_DOUBLE,
+        "Latency budget of one inference (the Predictor's total: resize, forward, outputs) in ms; "
+        "the node picks the largest net_size (multiples of 32, the model's aspect, at most its own "
+        "size) whose measured time fits, and re-picks when the time drifts. 0 = off. An explicit "
+        "net_size wins (the budget then only reports on /diagnostics).",
+        False,
+        {"range": (0.0, 1.0e6), "group": "model"},
     ),
     "max_batch": (
         8,

@@ -5,6 +5,9 @@ least-squares scale/shift that best maps its output onto the reference (per imag
 relative error = ||s*pred + t - ref||_2 / ||ref - mean(ref)||_2. Dividing by the reference's
 spread (not its magnitude) keeps the number meaningful when the map has a large offset.
 Segmentation: percentage of pixels whose arg-max class matches the reference's.
+
+The tolerances (docs/deployment.md "Agreement with eager fp32") live here, once: the backend
+tests and the start-up engine choice (`inference/autotune.py`) use these.
 """
 
 from __future__ import annotations
@@ -12,6 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+#: (max aligned depth error, min label agreement %) for fp32 variants (channels-last, compiled,
+#: onnxruntime fp32) and for the low precisions (bf16, fp16, TensorRT fp16).
+FP32_TOLERANCE = (1e-4, 99.9)
+LOW_PRECISION_TOLERANCE = (5e-2, 95.0)
+
+
+def tolerance_for(precision: str) -> tuple[float, float]:
+    """The agreement tolerance an engine of `precision` must meet against eager fp32."""
+    return FP32_TOLERANCE if precision == "fp32" else LOW_PRECISION_TOLERANCE
 
 
 def aligned_depth_error(pred: torch.Tensor, ref: torch.Tensor) -> float:
