@@ -28,6 +28,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from dpt_perception.caches import cache_report
 from dpt_perception.command_line import restore_interrupts
 from dpt_perception.inference.class_aware_depth import ClassAwareDepth
 from dpt_perception.inference.geometry import PointCloudProjector
@@ -442,6 +443,7 @@ class DptPerception:
             "depth mode": self.depth_mode,
             "worker errors": str(worker.errors),
             "out-of-memory fallbacks": str(getattr(self.predictor, "oom_events", 0)),
+            "caches": cache_report(),  # entries/bound of every per-size cache (dpt_perception.caches)
         }
         for key, channel in self.channels.items():
             stats = channel.stats.snapshot()
