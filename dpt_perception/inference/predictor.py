@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dpt_perception.inference import memory
 from dpt_perception.inference.labels import (
     LABEL_UPSAMPLING,
     label_dtype,
@@ -183,6 +184,15 @@ class Predictor:
         if hw[0] % 32 or hw[1] % 32:
             raise ValueError(f"net_size sides must be multiples of 32 (the network's stride), got {hw}")
         self._net_size = hw
+
+    def check_memory(self, net_size=None, batch: int = 1) -> memory.MemoryCheck:
+        """Whether one forward at `net_size` (default: the current one) fits in the memory available
+        on the device now (`inference.memory.check_net_size`: a closed-form estimate for the model
+        with every head, against /proc/meminfo MemAvailable or the free CUDA memory)."""
+        hw = self._net_size if net_size is None else parse_net_size(net_size)
+        lowres = self._use_lowres_logits(self.has_labels, self.return_logits)
+        return memory.check_net_size(self.model, hw, self.device, self.precision, batch,
+                                     lowres_logits=lowres)
 
     def set_resize_rule(self, rule: str) -> None:
         net_input_shape(32, 32, 32, rule=rule)  # validates the name with its own clear error
