@@ -38,11 +38,27 @@ def test_lru_cache_drops_the_least_recently_used_entry():
         LRUCache("bad", 0)
 
 
+def test_a_byte_bound_drops_old_entries_and_never_keeps_a_value_larger_than_itself():
+    cache = LRUCache("test_bytes", 10, max_bytes=1000)
+    cache.put("a", np.zeros(100, np.float32))  # 400 B
+    cache.put("b", (np.zeros(50, np.float64), torch.zeros(25)))  # 400 + 100 B
+    assert cache.bytes == 900 and len(cache) == 2
+    cache.put("c", np.zeros(200, np.uint8))  # 1100 B in all: "a" goes
+    assert cache.keys() == ["b", "c"] and cache.bytes == 700
+    cache.put("huge", np.zeros(2000, np.uint8))
+    assert "huge" not in cache and cache.bytes == 700
+    cache.put("b", np.zeros(1, np.uint8))  # replacing an entry counts its new size only
+    assert cache.bytes == 201
+    assert cache_report([cache]) == "test_bytes 2/10 0.0/0 MiB"
+    cache.clear()
+    assert cache.bytes == 0 and len(cache) == 0
+
+
 def test_copies_of_a_cache_are_empty_with_the_same_bound():
-    cache = LRUCache("test_copy", 2)
+    cache = LRUCache("test_copy", 2, max_bytes=64)
     cache.put(1, torch.zeros(3))
     for twin in (copy.deepcopy(cache), copy.copy(cache), pickle.loads(pickle.dumps(cache))):
-        assert (twin.name, twin.maxsize, len(twin)) == ("test_copy", 2, 0)
+        assert (twin.name, twin.maxsize, twin.max_bytes, len(twin), twin.bytes) == ("test_copy", 2, 64, 0, 0)
         assert twin in live_caches()
 
 
@@ -56,7 +72,7 @@ def test_bounded_cache_decorator_and_the_report():
     assert len(square.cache) == 4 and square.cache.keys() == [(6,), (7,), (8,), (9,)]
     other = LRUCache("test_square", 4)
     other.put(0, 0)
-    assert cache_usage([square.cache, other]) == {"test_square": (5, 8, 2)}
+    assert cache_usage([square.cache, other]) == {"test_square": (5, 8, 2, 0, None)}
     assert cache_report([square.cache, other]) == "test_square 5/8 x2"
     assert cache_report([]) == "none"
     square.cache_clear()
@@ -92,6 +108,7 @@ def test_a_stream_of_ever_new_widths_keeps_every_cache_within_its_bound():
         net_shapes.add(prediction.net_shape)
         for cache in live_caches():
             assert len(cache) <= cache.maxsize, cache
+            assert cache.max_bytes is None or cache.bytes <= cache.max_bytes, cache
     assert len(net_shapes) > pos_cache.maxsize
     assert len(pos_cache) == pos_cache.maxsize and pos_cache.evictions > 0
     assert len(taps) == taps.maxsize and taps.evictions > 0

@@ -114,7 +114,7 @@ def axis_taps(n_src: int, stages: tuple[Stage, ...]) -> AxisTaps:
     return AxisTaps(first, span.astype(np.intp), weight.astype(np.float32), int(span.max()), n_src)
 
 
-@bounded_cache("label_gather", 16)
+@bounded_cache("label_gather", 16, max_bytes=64 << 20)  # one intp per output pixel: 25 MB at 8192x384
 def _gather_index(rows: AxisTaps, cols: AxisTaps, h: int, w: int) -> np.ndarray:
     """Flat index into the (ky, kx, h, w) stack of block codes for every output pixel: the block
     anchored at its first taps, with its own span per axis."""

@@ -168,6 +168,7 @@ class Predictor:
         self._lock = threading.Lock()
         self._batch_cap: int | None = None  # most frames per forward after an out-of-memory
         self.oom_events = 0
+        self._trim = memory.OutlierTrim()  # freed heap pages go back after an unusually big batch
         self._net_size = parse_net_size(self.config.net_size)
         self.set_net_size(net_size)
         self.set_resize_rule(resize_rule)
@@ -333,6 +334,8 @@ class Predictor:
             labels = self._post_labels(seg, size, lowres) if do_labels else [None] * n
             logits = list(seg.float().cpu().numpy()) if want_logits else [None] * n
             t4 = time.perf_counter()
+            del x, out, seg
+            self._trim.after(n * (h * w + net_shape[0] * net_shape[1]))
 
         timings = {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "depth": (t3 - t2) * 1e3,
                    "labels": (t4 - t3) * 1e3, "total": (t4 - t0) * 1e3}

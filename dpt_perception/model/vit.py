@@ -20,6 +20,8 @@ from .config import DPTConfig
 #: Position-embedding grids kept per model (least recently used dropped): a camera stream uses one,
 #: a few sizes at once are common, every new image size from a sender must not add one for good.
 POS_CACHE_GRIDS = 8
+#: ... and at most this many bytes of them (vit_large at a 4096 x 4096 input: 268 MB per grid).
+POS_CACHE_BYTES = 128 << 20
 
 
 class PatchEmbed(nn.Module):
@@ -118,7 +120,7 @@ class VisionTransformer(nn.Module):
             for _ in range(config.num_layers)
         )
         self.norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
-        self._pos_cache = LRUCache("pos_embed", POS_CACHE_GRIDS)  # token grid -> embeddings
+        self._pos_cache = LRUCache("pos_embed", POS_CACHE_GRIDS, POS_CACHE_BYTES)  # grid -> embeddings
         self._pos_cache_owner: tuple[torch.Tensor, int] | None = None
         self.reset_parameters()
 

@@ -106,7 +106,7 @@ class DevicePipeline:
             n = getattr(self.config, "num_classes", 1)
             palette = np.asarray(colors, dtype=np.uint8) if colors else default_palette(n)
         self._palette = _as_tensor_lut(palette, self.device)
-        self._pinned = LRUCache("pinned_uploads", 4)  # (B, H, W, 3) -> pinned host buffer
+        self._pinned = LRUCache("pinned_uploads", 4, max_bytes=256 << 20)  # (B, H, W, 3) -> host buffer
         self._rays = LRUCache("device_rays", 16)  # (size, fx, fy, cx, cy) -> ray factors
 
     @property
