@@ -221,3 +221,12 @@ def test_only_outliers_are_followed_by_a_trim(monkeypatch):
     assert not trim.after(1000)  # the outlier itself: its results are still in use
     assert trim.after(100) and calls == [1]
     assert not trim.after(100) and calls == [1]
+
+
+def test_cuda_memory_counts_free_memory_and_the_allocators_unused_blocks(monkeypatch):
+    """No GPU needed: the CUDA readings are mocked (free 10 GiB; torch holds 3 GiB, 1 GiB in use)."""
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10 << 30, 80 << 30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 3 << 30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 1 << 30)
+    assert available_bytes("cuda:0") == 12 << 30
+    assert available_bytes("meta") is None
