@@ -12,6 +12,7 @@
 
 import logging
 import random
+import re
 
 import numpy as np
 import pytest
@@ -321,6 +322,13 @@ def test_node_keeps_serving_through_a_simulated_oom(tmp_path, caplog):
                 break
         values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
         assert values["out-of-memory fallbacks"] == "1" and values["worker errors"] == "0", values
+        # Every per-size cache with its entries and bound ("pos_embed 2/8, label_taps 3/32, ..."):
+        # two network sizes ran (the configured one, then the lowered one).
+        caches = dict(re.findall(r"(\w+) (\d+/\d+)", values["caches"]))
+        assert {"pos_embed", "label_taps", "point_rays"} <= set(caches), values["caches"]
+        for used, bound in (map(int, v.split("/")) for v in caches.values()):
+            assert 0 <= used <= bound, values["caches"]
+        assert int(caches["pos_embed"].split("/")[0]) >= 2, values["caches"]
         executor.shutdown()
     finally:
         if node is not None:

@@ -5,6 +5,8 @@ Every output is checked against an independent computation from what the camera 
 runtime parameter interface is exercised through the real SetParameters service.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -235,6 +237,12 @@ def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_
         assert not results[0].successful
         probe.spin_for(1.5)
         assert _diag_values(probe).get("network input (HxW)") == "96x128"
+        # Every per-size cache with entries/bound: two network sizes ran, so two token grids.
+        found = re.findall(r"([a-z_]+) (\d+)/(\d+)", _diag_values(probe)["caches"])
+        caches = {name: (int(used), int(bound)) for name, used, bound in found}
+        assert {"pos_embed", "label_taps", "point_rays"} <= set(caches), caches
+        assert all(used <= bound for used, bound in caches.values()), caches
+        assert 2 <= caches["pos_embed"][0] <= 8, caches
 
         # 6. A malformed image is rejected with a reason and the node keeps serving.
         bad_pub = probe.node.create_publisher(Image, "/camera/image_raw", BEST_EFFORT)

@@ -16,10 +16,11 @@ Conventions follow image_pipeline:
 from __future__ import annotations
 
 import sys
-from collections import OrderedDict
 
 import cv2
 import numpy as np
+
+from dpt_perception.caches import LRUCache
 
 
 def _matrix(m, shape: tuple[int, int], name: str) -> np.ndarray:
@@ -131,8 +132,7 @@ class PointCloudProjector:
             raise ValueError(f"decimation must be an integer >= 1, got {decimation}")
         self.max_range = max_range
         self.decimation = int(decimation)
-        self._cache: OrderedDict = OrderedDict()
-        self._cache_size = cache_size
+        self._cache = LRUCache("point_rays", cache_size)
 
     def rays(self, shape: tuple[int, int], P) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
         """x factors (1, W') = (u - cx) / fx and y factors (H', 1) = (v - cy) / fy for the kept pixels."""
@@ -140,15 +140,12 @@ class PointCloudProjector:
         key = (shape[0], shape[1], fx, fy, cx, cy, self.decimation)
         hit = self._cache.get(key)
         if hit is not None:
-            self._cache.move_to_end(key)
             return hit
         d = self.decimation
         u = np.arange(0, shape[1], d, dtype=np.float64)
         v = np.arange(0, shape[0], d, dtype=np.float64)
         rays = (((u - cx) / fx).astype(np.float32)[None, :], ((v - cy) / fy).astype(np.float32)[:, None])
-        self._cache[key] = rays
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cache.put(key, rays)
         return rays
 
     def _metric_z(self, depth: np.ndarray) -> np.ndarray:

@@ -26,12 +26,13 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from dpt_perception.caches import bounded_cache
 
 #: label paths of the Predictor and the DevicePipeline (see the module docstring)
 LABEL_UPSAMPLING = ("bilinear", "nearest")
@@ -83,7 +84,7 @@ class AxisTaps:
     n_src: int
 
 
-@lru_cache(maxsize=32)
+@bounded_cache("label_taps", 32)
 def axis_taps(n_src: int, stages: tuple[Stage, ...]) -> AxisTaps:
     """Compose `stages` (applied in order, starting from `n_src` samples) into per-output taps.
 
@@ -113,7 +114,7 @@ def axis_taps(n_src: int, stages: tuple[Stage, ...]) -> AxisTaps:
     return AxisTaps(first, span.astype(np.intp), weight.astype(np.float32), int(span.max()), n_src)
 
 
-@lru_cache(maxsize=16)
+@bounded_cache("label_gather", 16, max_bytes=64 << 20)  # one intp per output pixel: 25 MB at 8192x384
 def _gather_index(rows: AxisTaps, cols: AxisTaps, h: int, w: int) -> np.ndarray:
     """Flat index into the (ky, kx, h, w) stack of block codes for every output pixel: the block
     anchored at its first taps, with its own span per axis."""
@@ -275,7 +276,7 @@ def exact_labels_threaded(logits_hwc: np.ndarray, rows: AxisTaps, cols: AxisTaps
     return np.concatenate([f.result() for f in futures])
 
 
-@lru_cache(maxsize=32)
+@bounded_cache("label_bands", 32)
 def _row_bands(rows: AxisTaps, parts: int) -> tuple[tuple[AxisTaps, int, int], ...]:
     """`parts` bands of output rows: (their taps relative to the band's first source row, the
     source rows [start, stop) they read)."""

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dpt_perception.inference import memory
 from dpt_perception.inference.labels import (
     LABEL_UPSAMPLING,
     label_dtype,
@@ -167,6 +168,7 @@ class Predictor:
         self._lock = threading.Lock()
         self._batch_cap: int | None = None  # most frames per forward after an out-of-memory
         self.oom_events = 0
+        self._trim = memory.OutlierTrim()  # freed heap pages go back after an unusually big batch
         self._net_size = parse_net_size(self.config.net_size)
         self.set_net_size(net_size)
         self.set_resize_rule(resize_rule)
@@ -183,6 +185,15 @@ class Predictor:
         if hw[0] % 32 or hw[1] % 32:
             raise ValueError(f"net_size sides must be multiples of 32 (the network's stride), got {hw}")
         self._net_size = hw
+
+    def check_memory(self, net_size=None, batch: int = 1) -> memory.MemoryCheck:
+        """Whether one forward at `net_size` (default: the current one) fits in the memory available
+        on the device now (`inference.memory.check_net_size`: a closed-form estimate for the model
+        with every head, against /proc/meminfo MemAvailable or the free CUDA memory)."""
+        hw = self._net_size if net_size is None else parse_net_size(net_size)
+        lowres = self._use_lowres_logits(self.has_labels, self.return_logits)
+        return memory.check_net_size(self.model, hw, self.device, self.precision, batch,
+                                     lowres_logits=lowres)
 
     def set_resize_rule(self, rule: str) -> None:
         net_input_shape(32, 32, 32, rule=rule)  # validates the name with its own clear error
@@ -323,6 +334,8 @@ class Predictor:
             labels = self._post_labels(seg, size, lowres) if do_labels else [None] * n
             logits = list(seg.float().cpu().numpy()) if want_logits else [None] * n
             t4 = time.perf_counter()
+            del x, out, seg
+            self._trim.after(n * (h * w + net_shape[0] * net_shape[1]))
 
         timings = {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "depth": (t3 - t2) * 1e3,
                    "labels": (t4 - t3) * 1e3, "total": (t4 - t0) * 1e3}

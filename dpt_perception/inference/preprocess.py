@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 import torch
 
+from dpt_perception.caches import LRUCache
+
 RESIZE_RULES = ("minimal", "lower_bound", "upper_bound", "fixed")
 #: preprocessing + output resampling of the Predictor and of evaluation (docs/model.md)
 PREPROCESSING = ("fast", "reference")
@@ -147,7 +149,7 @@ def resize_rgb(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-_AFFINE_CACHE: dict = {}
+_AFFINE_CACHE = LRUCache("normalise", 8)  # (mean, std, device, dtype) -> (a, b)
 
 
 def _normalise_affine(mean, std, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,7 +165,8 @@ def _normalise_affine(mean, std, device, dtype) -> tuple[torch.Tensor, torch.Ten
             raise ValueError(f"std values must be positive, got {std!r}")
         a = torch.tensor(1.0 / (255.0 * std_a), dtype=dtype, device=device).view(1, 3, 1, 1)
         b = torch.tensor(mean_a / std_a, dtype=dtype, device=device).view(1, 3, 1, 1)
-        cached = _AFFINE_CACHE[key] = (a, b)
+        cached = (a, b)
+        _AFFINE_CACHE.put(key, cached)
     return cached
 
 

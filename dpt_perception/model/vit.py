@@ -13,11 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dpt_perception.caches import LRUCache
+
 from .config import DPTConfig
 
 #: Position-embedding grids kept per model (least recently used dropped): a camera stream uses one,
 #: a few sizes at once are common, every new image size from a sender must not add one for good.
 POS_CACHE_GRIDS = 8
+#: ... and at most this many bytes of them (vit_large at a 4096 x 4096 input: 268 MB per grid).
+POS_CACHE_BYTES = 128 << 20
 
 
 class PatchEmbed(nn.Module):
@@ -116,7 +120,7 @@ class VisionTransformer(nn.Module):
             for _ in range(config.num_layers)
         )
         self.norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
-        self._pos_cache: dict[tuple, torch.Tensor] = {}  # LRU, at most POS_CACHE_GRIDS grids
+        self._pos_cache = LRUCache("pos_embed", POS_CACHE_GRIDS, POS_CACHE_BYTES)  # grid -> embeddings
         self._pos_cache_owner: tuple[torch.Tensor, int] | None = None
         self.reset_parameters()
 
@@ -149,14 +153,9 @@ class VisionTransformer(nn.Module):
             # (A tuple, so the parameter is not registered a second time on this module.)
             self._pos_cache.clear()
             self._pos_cache_owner = (p, p._version)
-        key = tuple(grid)
-        cached = self._pos_cache.pop(key, None)
-        if cached is None:
-            cached = resample_position_grid(p, self.num_prefix_tokens, grid, self.pos_grid_side)
-        self._pos_cache[key] = cached  # newest last (dicts keep insertion order)
-        while len(self._pos_cache) > POS_CACHE_GRIDS:  # least recently used first
-            del self._pos_cache[next(iter(self._pos_cache))]
-        return cached
+        return self._pos_cache.get_or_create(
+            tuple(grid), lambda: resample_position_grid(p, self.num_prefix_tokens, grid, self.pos_grid_side)
+        )
 
     def _apply(self, fn, *args, **kwargs):
         self._pos_cache.clear()  # device / dtype moves

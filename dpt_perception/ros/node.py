@@ -28,6 +28,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from dpt_perception.caches import cache_report
 from dpt_perception.command_line import restore_interrupts
 from dpt_perception.inference import autotune
 from dpt_perception.inference.class_aware_depth import ClassAwareDepth
@@ -143,6 +144,7 @@ class DptPerception:
                 self.predictor.has_depth,
                 s.sparse_depth_topic,
             )
+            self._fit_net_size_to_memory()
             # One forward on a dummy frame: a model that cannot run fails here, not on the first image.
             # A pair measures each of its models on it: the cost of the two encoders is reported.
             net_h, net_w = self.predictor.net_size
@@ -267,6 +269,17 @@ class DptPerception:
                 torch.cuda.empty_cache()
 
 
+    def _fit_net_size_to_memory(self) -> None:
+        """A net_size whose forward would not fit in the memory available now is lowered to the
+        largest multiple-of-32 size that does, with a warning (StartupError if not even 32 x 32 fits)."""
+        check = self.predictor.check_memory()
+        if check.fits:
+            return
+        if check.largest is None:
+            raise StartupError(check.message())
+        self.predictor.set_net_size(check.largest)
+        self.get_logger().warning(f"{check.message()}: lowered to {list(check.largest)}")
+
     # ---- parameters --------------------------------------------------------------------------
     def _class_rules(self, too_far, exclude) -> ClassAwareDepth:
         config = self.predictor.config
@@ -282,6 +295,11 @@ class DptPerception:
                 reason = validate_value(param.name, param.value)
                 if reason is not None:
                     return SetParametersResult(successful=False, reason=reason)
+            if param.name == "net_size":  # refused before the first frame would try it
+                requested = _net_size(list(param.value))
+                check = self.predictor.check_memory(requested or self.predictor.config.net_size)
+                if not check.fits:
+                    return SetParametersResult(successful=False, reason=check.message())
             if param.name in classes:
                 classes[param.name] = param.value
         try:  # class names are checked against the loaded model's classes
@@ -462,6 +480,7 @@ class DptPerception:
             "depth mode": self.depth_mode,
             "worker errors": str(worker.errors),
             "out-of-memory fallbacks": str(getattr(self.predictor, "oom_events", 0)),
+            "caches": cache_report(),  # entries/bound of every per-size cache (dpt_perception.caches)
         }
         for key, channel in self.channels.items():
             stats = channel.stats.snapshot()

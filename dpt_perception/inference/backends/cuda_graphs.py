@@ -9,11 +9,12 @@ resolution change captures a new graph; least recently used ones are dropped bey
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from dpt_perception.caches import LRUCache
 
 
 @dataclass
@@ -50,13 +51,13 @@ class CUDAGraphRunner:
         self.max_shapes = max_shapes
         self.warmup_iters = warmup_iters
         self.clone_outputs = clone_outputs
-        self._graphs: OrderedDict[tuple, _Captured] = OrderedDict()
+        self._graphs = LRUCache("cuda_graphs", max_shapes)  # (shape, dtype, device, layout) -> graph
         self._pool = torch.cuda.graph_pool_handle()
         self.captures = 0  # number of captures so far (tests and logs use it)
 
     @property
     def cached_shapes(self) -> list[tuple[int, ...]]:
-        return [key[0] for key in self._graphs]
+        return [key[0] for key in self._graphs.keys()]
 
     def _capture(self, x: torch.Tensor) -> _Captured:
         if x.device.type != "cuda":
@@ -79,11 +80,8 @@ class CUDAGraphRunner:
         entry = self._graphs.get(key)
         if entry is None:
             entry = self._capture(x)
-            self._graphs[key] = entry
-            while len(self._graphs) > self.max_shapes:
-                self._graphs.popitem(last=False)
+            self._graphs.put(key, entry)
         else:
-            self._graphs.move_to_end(key)
             entry.static_input.copy_(x)
         entry.graph.replay()
         if self.clone_outputs:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dpt_perception.caches import LRUCache
 from dpt_perception.inference.colorize import colormap_lut
 from dpt_perception.inference.geometry import intrinsics_from_p
 from dpt_perception.inference.labels import LABEL_UPSAMPLING
@@ -105,8 +106,8 @@ class DevicePipeline:
             n = getattr(self.config, "num_classes", 1)
             palette = np.asarray(colors, dtype=np.uint8) if colors else default_palette(n)
         self._palette = _as_tensor_lut(palette, self.device)
-        self._pinned: dict[tuple, torch.Tensor] = {}
-        self._rays: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._pinned = LRUCache("pinned_uploads", 4, max_bytes=256 << 20)  # (B, H, W, 3) -> host buffer
+        self._rays = LRUCache("device_rays", 16)  # (size, fx, fy, cx, cy) -> ray factors
 
     @property
     def heads(self) -> tuple[str, ...]:
@@ -126,9 +127,8 @@ class DevicePipeline:
         key = (len(checked),) + shape
         pinned = self._pinned.get(key)
         if pinned is None:
-            if len(self._pinned) >= 4:
-                self._pinned.pop(next(iter(self._pinned)))
-            pinned = self._pinned[key] = torch.empty(key, dtype=torch.uint8, pin_memory=True)
+            pinned = torch.empty(key, dtype=torch.uint8, pin_memory=True)
+            self._pinned.put(key, pinned)
         # The previous non-blocking copy out of this buffer finished: every run ends with a sync.
         host = pinned.numpy()
         for i, im in enumerate(checked):
@@ -226,9 +226,7 @@ class DevicePipeline:
             u = torch.arange(size[1], dtype=torch.float64, device=self.device)
             v = torch.arange(size[0], dtype=torch.float64, device=self.device)
             hit = (((u - cx) / fx).float().view(1, -1), ((v - cy) / fy).float().view(-1, 1))
-            if len(self._rays) >= 16:
-                self._rays.pop(next(iter(self._rays)))
-            self._rays[key] = hit
+            self._rays.put(key, hit)
         return hit
 
     def back_project(self, depth_m: torch.Tensor, P) -> torch.Tensor:  # noqa: N803

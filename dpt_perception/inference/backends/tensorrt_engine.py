@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from dpt_perception.caches import LRUCache
 from dpt_perception.model import DPTConfig
 
 from .base import Engine
@@ -188,7 +189,7 @@ class TensorRTEngine(Engine):
         self.max_engines = max_engines
         self._logger = self._trt.Logger(self._trt.Logger.WARNING)
         self._runtime = self._trt.Runtime(self._logger)
-        self._contexts: dict[tuple, tuple] = {}  # shape -> (engine, context)
+        self._contexts = LRUCache("trt_engines", max_engines)  # shape -> (engine, context)
 
     def _context_for(self, shape: tuple[int, ...]):
         entry = self._contexts.get(shape)
@@ -201,9 +202,8 @@ class TensorRTEngine(Engine):
                 raise RuntimeError(f"TensorRT could not load {path}; delete it to rebuild")
             context = engine.create_execution_context()
             context.set_input_shape(INPUT_NAME, shape)
-            if len(self._contexts) >= self.max_engines:
-                self._contexts.pop(next(iter(self._contexts)))
-            entry = self._contexts[shape] = (engine, context)
+            entry = (engine, context)
+            self._contexts.put(shape, entry)
         return entry
 
     def _run(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
