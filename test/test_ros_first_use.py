@@ -73,6 +73,13 @@ def _installed(executable: str) -> Path:
     return path
 
 
+def _runs_package_code(pid: int) -> bool:
+    try:
+        return "site-packages" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return True  # no /proc (or the process is gone): nothing to wait for
+
+
 @pytest.mark.parametrize("executable", ["dpt_node", "dpt_lifecycle_node", "dpt_camera_publisher", "dpt_demo"])
 def test_ctrl_c_at_any_moment_of_start_up_exits_quietly(ros_env, tmp_path, executable):
     """SIGINT to the process group (what a terminal's Ctrl-C does) of `ros2 run dpt_perception EXE`
@@ -108,6 +115,12 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_quietly(ros_env, tmp_path, execu
     try:
         for (proc, _), delay in zip(procs, delays):
             time.sleep(max(0.0, start + delay - time.monotonic()))
+            # Not before the interpreter runs our code: a SIGINT while CPython itself still starts
+            # (its site import) is a fatal interpreter error no program can catch. Loading a
+            # compiled module from site-packages (numpy, torch, rclpy) marks that point.
+            wait_until = time.monotonic() + 30.0
+            while not _runs_package_code(proc.pid) and time.monotonic() < wait_until and proc.poll() is None:
+                time.sleep(0.02)
             os.killpg(proc.pid, signal.SIGINT)
         last, _ = procs[-1]  # the last one once it serves (the lifecycle node: once its services run)
         deadline = time.monotonic() + 90.0
