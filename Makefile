@@ -1,8 +1,12 @@
 # The two commands of the README: `make demo` and `make test`. Both start with the idempotent
-# set-up (venv with pinned ROS 2 Kilted wheels + torch CPU, then the colcon build).
+# set-up (venv with pinned ROS 2 wheels + torch CPU, then the colcon build).
+# ROS_DISTRO=kilted (default) or jazzy picks the distribution: `make test ROS_DISTRO=jazzy`;
+# each has its own venv and build-/install-/log- directories (scripts/distro.sh).
 SHELL := /bin/bash
 ENV := source scripts/env.sh
 PYTEST_ARGS ?=
+ROS_DISTRO ?= kilted
+export ROS_DISTRO
 
 .PHONY: setup demo test lint generate bench clean help
 help:  ## list targets
@@ -23,5 +27,5 @@ lint:  ## ruff over the package, tests, benchmarks and launch files
 generate:  ## rewrite config/dpt.yaml, the launch arguments and the docs' parameter table from the spec
 	@$(ENV) && python -m dpt_perception.ros.generate
 
-clean:  ## remove colcon build products (the venv stays)
-	rm -rf build install log
+clean:  ## remove colcon build products of both distributions (the venvs stay)
+	rm -rf build install log build-jazzy install-jazzy log-jazzy
