@@ -2,6 +2,7 @@
 student initialisation, the losses against independent formulas, and the config's errors."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -185,6 +186,23 @@ def test_train_command_dispatches_distill_configs_and_documents_them(tmp_path, r
     )
     assert out.returncode == 0, out.stderr
     assert "teachers:" in out.stdout and "dpt_hybrid_ade20k" in out.stdout
+    # The README form, from any directory: the relative config is found where train finds its own.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo_root), os.environ.get("PYTHONPATH", "")]))
+    elsewhere = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dpt_perception.training.train",
+            "--config=config/distill_hybrid.yaml",
+            "--print-config",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert elsewhere.returncode == 0 and elsewhere.stdout == out.stdout, elsewhere.stderr
     help_text = subprocess.run(
         [sys.executable, "-m", "dpt_perception.training.distill", "--help"],
         capture_output=True,

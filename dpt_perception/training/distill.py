@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dpt_perception.model.checkpoints import CheckpointError, save_model
 from dpt_perception.model.checkpoints.compose import composed_config
+from dpt_perception.model.depth_units import depth_from_inverse
 from dpt_perception.model.dpt import DPT
 from dpt_perception.model.pair import TaskPair, make_pair
 from dpt_perception.training.alignment import apply_scale_shift, fit_scale_shift
@@ -146,7 +147,9 @@ def load_distill_config(path: str | Path | None, overrides=()) -> DistillConfig:
     """Defaults, then the `distill:` mapping of the YAML file, then `distill.key=value` overrides."""
     data: dict = {"distill": {}}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        from dpt_perception.command_line import package_file
+
+        loaded = yaml.safe_load(package_file(path).read_text()) or {}
         if not isinstance(loaded, dict) or set(loaded) != {"distill"}:
             raise ValueError(f"{path}: a distillation config is one mapping named 'distill'")
         data["distill"] = loaded["distill"] or {}
@@ -246,17 +249,11 @@ def depth_agreement_loss(student_inv, teacher_inv, kind: str, config) -> torch.T
     mask = torch.ones_like(teacher_inv, dtype=torch.bool)
     if kind == "ssi":  # both normalised per image by median and MAD: dimensionless, scale-shift-invariant
         return median_normalised_loss(student_inv, teacher_inv, mask, trim=0.0)
-    student_m = _metres(student_inv, config)
-    teacher_m = _metres(teacher_inv, config)
+    student_m = depth_from_inverse(student_inv.float(), config.depth_scale, config.depth_shift)
+    teacher_m = depth_from_inverse(teacher_inv.float(), config.depth_scale, config.depth_shift)
     if kind == "silog":
         return silog_loss(student_m, teacher_m, mask)
     return (student_m - teacher_m).abs().mean()
-
-
-def _metres(inverse: torch.Tensor, config) -> torch.Tensor:
-    from dpt_perception.model.dpt import depth_to_metric
-
-    return depth_to_metric(inverse.float(), config.depth_scale, config.depth_shift)
 
 
 def segmentation_kl(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
@@ -279,7 +276,8 @@ def depth_abs_rel_vs_teacher(student_inv, teacher_inv, relative: bool, config) -
         scale, shift = fit_scale_shift(student_inv.double(), teacher_inv.double(), mask)
         pred, ref = apply_scale_shift(student_inv.double(), scale, shift), teacher_inv.double()
     else:
-        pred, ref = _metres(student_inv, config).double(), _metres(teacher_inv, config).double()
+        pred = depth_from_inverse(student_inv.double(), config.depth_scale, config.depth_shift)
+        ref = depth_from_inverse(teacher_inv.double(), config.depth_scale, config.depth_shift)
         mask = ref > 0
     err = torch.where(mask, (pred - ref).abs() / ref.clamp(min=1e-12), torch.zeros_like(ref))
     return err.sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1)
@@ -372,7 +370,7 @@ class Distiller:
         loader = DataLoader(self.val_set, batch_size=self.cfg.batch_size, num_workers=0)
         seg_cfg = self.teachers.segmentation_model.config
         confusion = ConfusionMatrix(seg_cfg.num_classes, ignore_index=-1, class_names=seg_cfg.class_names)
-        abs_rel, agree, pixels = [], 0, 0
+        abs_rel = []
         for x in loader:
             x = x.to(self.device)
             with self._autocast():
@@ -382,14 +380,11 @@ class Distiller:
                     student["depth"].float(), teacher["depth"].float(), self.relative, self.teachers.config
                 )
             )
-            t_ids, s_ids = teacher["segmentation"].argmax(1), student["segmentation"].argmax(1)
-            agree += int((t_ids == s_ids).sum())
-            pixels += t_ids.numel()
-            confusion.update(s_ids, t_ids)
+            confusion.update(student["segmentation"].argmax(1), teacher["segmentation"].argmax(1))
         seg = confusion.compute()
         return {
             "depth_abs_rel_vs_teacher": float(torch.cat(abs_rel).mean()),
-            "label_agreement": agree / max(pixels, 1),
+            "label_agreement": seg["pixel_accuracy"],  # teacher labels as ground truth, none ignored
             "miou_vs_teacher": seg["miou"],
         }
 

@@ -85,8 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     from dpt_perception.training.distill import is_distill_config
 
     raw = sys.argv[1:] if argv is None else list(argv)
-    config_path = next((raw[i + 1] for i, a in enumerate(raw[:-1]) if a == "--config"), None)
-    config_path = config_path or next((a.split("=", 1)[1] for a in raw if a.startswith("--config=")), None)
+    peek = argparse.ArgumentParser(add_help=False)  # only --config, the rest is parsed below
+    peek.add_argument("--config")
+    config_path = peek.parse_known_args(raw)[0].config
+    try:  # found where the training config would be (the package's share dir for relative paths)
+        config_path = package_file(config_path) if config_path else None
+    except FileNotFoundError:
+        config_path = None  # the training path below reports the missing file
     if is_distill_config(config_path):  # a `distill:` file: teachers -> one shared-encoder student
         from dpt_perception.training.distill import main as distill_main
 
