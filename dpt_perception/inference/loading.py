@@ -1,5 +1,6 @@
 """`load_dpt_model(weights, preset)`: the model the node, distillation and tools serve for a
-`weights` value: one checkpoint, or a [depth, segmentation] pair (ROS-free)."""
+`weights` value (one checkpoint, or a [depth, segmentation] pair), and `describe_model`, the line
+that says how many encoders it runs per frame (ROS-free)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,26 @@ def _load_one(weights: str, preset: str):
     from dpt_perception.model.checkpoints import load_model
 
     return load_model(weights, preset=preset or None, download=True)
+
+
+def format_passes(value: float | None) -> str:
+    """`EncoderPassCounter.per_frame()` for /diagnostics."""
+    return "not measured (engine bypasses the PyTorch modules)" if value is None else f"{value:.2f}"
+
+
+def describe_model(model, weights: Sequence[str], net_h: int, net_w: int) -> str:
+    """One line for the start-up log and /diagnostics: how many encoders run per frame, and for a
+    pair what each costs (measured on the start-up check frame) and how to get to one encoder."""
+    from dpt_perception.inference.weights import distilled_target
+    from dpt_perception.model.pair import TaskPair
+
+    if not isinstance(model, TaskPair):
+        return f"one encoder ({model.config.variant}) for heads {', '.join(model.config.heads)}"
+    cost = model.last_ms
+    return (
+        f"depth + segmentation pair: TWO encoders per frame (depth {model.depth_model.config.variant} "
+        f"{cost.get('depth', float('nan')):.0f} ms + segmentation {model.segmentation_model.config.variant} "
+        f"{cost.get('segmentation', float('nan')):.0f} ms at {net_h}x{net_w} on the start-up frame); "
+        f"distil it into one encoder: ros2 run dpt_perception train --config config/distill_hybrid.yaml "
+        f"(writes {distilled_target(weights)}, used automatically)"
+    )

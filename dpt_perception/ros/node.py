@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
 
 import numpy as np
 import rclpy
@@ -34,11 +33,11 @@ from dpt_perception.inference import autotune
 from dpt_perception.inference.class_aware_depth import ClassAwareDepth
 from dpt_perception.inference.geometry import PointCloudProjector
 from dpt_perception.inference.latency_budget import LatencyBudget
-from dpt_perception.inference.loading import load_dpt_model
+from dpt_perception.inference.loading import describe_model, format_passes, load_dpt_model
 from dpt_perception.inference.predictor import Predictor, resolve_device
 from dpt_perception.inference.preprocess import parse_net_size
 from dpt_perception.inference.scheduling import InferenceWorker
-from dpt_perception.inference.weights import WeightsUnavailableError, distilled_target
+from dpt_perception.inference.weights import WeightsUnavailableError
 from dpt_perception.model.pair import EncoderPassCounter, TaskPair
 from dpt_perception.msg import ClassTable
 from dpt_perception.ros import outputs
@@ -77,25 +76,6 @@ def build_engine(model, backend: str, device: str, precision: str):
 
     resolved = resolve_device(device)
     return make_engine(model, backend, device=resolved, precision=precision), resolved, "fp32"
-
-
-def _format_passes(value: float | None) -> str:
-    return "not measured (engine bypasses the PyTorch modules)" if value is None else f"{value:.2f}"
-
-
-def describe_model(model, weights: Sequence[str], net_h: int, net_w: int) -> str:
-    """One line for the start-up log and /diagnostics: how many encoders run per frame, and for a
-    pair what each costs (measured on the start-up check frame) and how to get to one encoder."""
-    if not isinstance(model, TaskPair):
-        return f"one encoder ({model.config.variant}) for heads {', '.join(model.config.heads)}"
-    cost = model.last_ms
-    return (
-        f"depth + segmentation pair: TWO encoders per frame (depth {model.depth_model.config.variant} "
-        f"{cost.get('depth', float('nan')):.0f} ms + segmentation {model.segmentation_model.config.variant} "
-        f"{cost.get('segmentation', float('nan')):.0f} ms at {net_h}x{net_w} on the start-up frame); "
-        f"distil it into one encoder: ros2 run dpt_perception train --config config/distill_hybrid.yaml "
-        f"(writes {distilled_target(weights)}, used automatically)"
-    )
 
 
 class DptPerception:
@@ -474,7 +454,7 @@ class DptPerception:
             + (" (auto)" if autotune.AUTO in (s.backend, s.precision) else ""),
             "weights": " + ".join(s.weights),
             "model": self.model_summary,
-            "encoder passes per frame": _format_passes(self.encoder_passes.per_frame()),
+            "encoder passes per frame": format_passes(self.encoder_passes.per_frame()),
             "net_size (HxW)": "x".join(map(str, self.predictor.net_size)),
             "latency budget": self.latency.state(),
             "depth mode": self.depth_mode,
