@@ -87,11 +87,20 @@ def test_pair_serves_every_output_each_equal_to_its_own_model(ros_env, teachers,
             (tmp_path / "node.log").read_text()[-3000:],
         )
 
+        def stamps(topic):
+            return {_key(m.header) for _, m in probe.messages[topic]}
+
+        def shared():  # frames whose camera image AND both outputs this probe received
+            return stamps("/camera/image_raw") & stamps("/dpt/depth/relative_inverse") & stamps("/dpt/labels")
+
+        # The probe's image subscription may match after the first outputs: wait for an overlap.
+        assert probe.spin_until(lambda: bool(shared()), 60.0), (
+            "no frame with both outputs and its camera image"
+        )
         frames = {_key(m.header): image_to_rgb8(m) for _, m in probe.messages["/camera/image_raw"]}
         relative = {_key(m.header): m for _, m in probe.messages["/dpt/depth/relative_inverse"]}
         labels = {_key(m.header): m for _, m in probe.messages["/dpt/labels"]}
         common = sorted(set(frames) & set(relative) & set(labels))
-        assert common, "no frame with both outputs and its camera image"
         depth_alone = Predictor(depth, device="cpu")
         seg_alone = Predictor(seg, device="cpu", net_size=(64, 96))
         for key in common:
