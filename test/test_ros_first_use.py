@@ -80,19 +80,30 @@ def _runs_package_code(pid: int) -> bool:
         return True  # no /proc (or the process is gone): nothing to wait for
 
 
-@pytest.mark.parametrize("executable", ["dpt_node", "dpt_lifecycle_node", "dpt_camera_publisher", "dpt_demo"])
-def test_ctrl_c_at_any_moment_of_start_up_exits_quietly(ros_env, tmp_path, executable):
+# executable -> its module: `python -m MODULE` (the documented source form) must behave the same.
+_MODULES = {
+    "dpt_node": "dpt_perception.ros.node",
+    "dpt_lifecycle_node": "dpt_perception.ros.lifecycle_node",
+    "dpt_camera_publisher": "dpt_perception.ros.camera_publisher",
+    "dpt_demo": "dpt_perception.ros.demo",
+}
+
+
+@pytest.mark.parametrize("form", ["ros2 run", "python -m"])
+@pytest.mark.parametrize("executable", list(_MODULES))
+def test_ctrl_c_at_any_moment_of_start_up_exits_quietly(ros_env, tmp_path, executable, form):
     """SIGINT to the process group (what a terminal's Ctrl-C does) of `ros2 run dpt_perception EXE`
-    while Python imports torch/rclpy, during rclpy.init, while the model loads, and once serving.
-    The processes start together, so the fixed delays land in different phases on any machine.
-    The nodes exit 0 (a ROS node's normal stop); the demo, interrupted before its end, 130."""
-    path = _installed(executable)
-    delays = [0.3, 0.8, 1.5, 2.5, 3.5, 5.0]
+    (the installed executable) or `python -m MODULE` while Python imports torch/rclpy, during
+    rclpy.init, while the model loads, and once serving. The processes start together, so the fixed
+    delays land in different phases on any machine. The nodes exit 0 (a ROS node's normal stop);
+    the demo, interrupted before its end, 130."""
+    program = [str(_installed(executable))] if form == "ros2 run" else ["-m", _MODULES[executable]]
+    delays = [0.05, 0.3, 0.8, 1.5, 2.5, 3.5, 5.0]
     procs = []
     for i in range(len(delays) + 1):
-        args = [sys.executable, str(path), "--ros-args", "-r", f"__node:=ctrl_c_{executable}_{i}"]
+        args = [sys.executable, *program, "--ros-args", "-r", f"__node:=ctrl_c_{executable}_{i}"]
         if executable == "dpt_demo":
-            args = [sys.executable, str(path), "--out", str(tmp_path / f"demo_{i}"), "--frames", "1000"]
+            args = [sys.executable, *program, "--out", str(tmp_path / f"demo_{i}"), "--frames", "1000"]
         elif executable != "dpt_camera_publisher":
             args += param_args(weights="demo")
         err = open(tmp_path / f"stderr_{i}.txt", "wb")  # noqa: SIM115 - closed below
@@ -149,7 +160,7 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_quietly(ros_env, tmp_path, execu
         stderr = (tmp_path / f"stderr_{i}.txt").read_text(errors="replace")
         when = f"after {delays[i]} s" if i < len(delays) else "once ready"
         if code != expected or "Traceback" in stderr or "failed to start" in stderr:
-            problems.append(f"Ctrl-C {when}: exit {code}\n{stderr[-1500:]}")
+            problems.append(f"{form} {executable}, Ctrl-C {when}: exit {code}\n{stderr[-1500:]}")
     assert not problems, "\n".join(problems)
 
 

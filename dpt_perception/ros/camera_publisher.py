@@ -9,6 +9,13 @@ a real camera driver. The frames loop when `num_frames` exceeds the number of di
 
 from __future__ import annotations
 
+# `python -m`: Ctrl-C while torch and rclpy import exits quietly, as with bin/dpt_camera_publisher
+# (main restores Python's handler before rclpy.init).
+if __name__ == "__main__":
+    from dpt_perception.command_line import exit_quietly_on_interrupt
+
+    exit_quietly_on_interrupt()
+
 import sys
 import textwrap
 

@@ -19,6 +19,13 @@ Ends on its own after --frames outputs or --timeout seconds.
 
 from __future__ import annotations
 
+# `python -m`: Ctrl-C while torch and rclpy import exits quietly, as with bin/dpt_demo
+# (main restores Python's handler before rclpy.init).
+if __name__ == "__main__":
+    from dpt_perception.command_line import exit_quietly_on_interrupt
+
+    exit_quietly_on_interrupt(130)
+
 import argparse
 import json
 import random

@@ -15,6 +15,13 @@ at any time.
 
 from __future__ import annotations
 
+# `python -m`: Ctrl-C while torch and rclpy import exits quietly, as with bin/dpt_lifecycle_node
+# (main restores Python's handler before rclpy.init).
+if __name__ == "__main__":
+    from dpt_perception.command_line import exit_quietly_on_interrupt
+
+    exit_quietly_on_interrupt()
+
 import sys
 import traceback
 

@@ -14,6 +14,13 @@ and exit status 1 (see `main`). `DptPerception` holds the node's work in lifecyc
 
 from __future__ import annotations
 
+# `python -m`: Ctrl-C while torch and rclpy import exits quietly, as with bin/dpt_node
+# (main restores Python's handler before rclpy.init).
+if __name__ == "__main__":
+    from dpt_perception.command_line import exit_quietly_on_interrupt
+
+    exit_quietly_on_interrupt()
+
 import os
 import sys
 import time
