@@ -154,6 +154,20 @@ def _rviz_config(share: str, namespace: str, fixed_frame: str) -> str:
     return path
 
 
+def _end_launch(executable: str):
+    """The node's on_exit: its end ends the launch. A non-zero exit status (a start-up failure: exit
+    1, its reason logged by the node) is raised as an error, because that is what makes the launch's
+    own exit status non-zero: `LaunchService.run` (what `ros2 launch` returns) gives 0 after any
+    Shutdown, however it came about, and 1 when an error reached the launch loop, which then
+    shuts everything down (the demo camera too) as Shutdown would."""
+    def on_exit(event, context):
+        if event.returncode:
+            raise RuntimeError(f"{executable} exited with status {event.returncode}")
+        return [Shutdown(reason=f"{executable} exited")]
+
+    return on_exit
+
+
 def _actions(context):
     share = get_package_share_directory(PACKAGE)
     arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
@@ -161,10 +175,9 @@ def _actions(context):
                  for name, (type_word, _text) in NODE_ARGUMENTS.items() if arg[name]}
     params_file = arg["params_file"] or os.path.join(share, "config", "dpt.yaml")
     executable = "dpt_lifecycle_node" if _is_true(arg["lifecycle"]) else "dpt_node"
-    # The node ending (a start-up failure: exit 1 with its reason) ends the launch.
     actions = [Node(package=PACKAGE, executable=executable, name="dpt_node", namespace=arg["namespace"],
                     parameters=[params_file, overrides], output="screen",
-                    on_exit=[Shutdown(reason=f"{executable} exited")], **_console(sys.stdout))]
+                    on_exit=_end_launch(executable), **_console(sys.stdout))]
     if _is_true(arg["demo_camera"]):
         # The demo camera publishes where the node listens.
         camera = {"frame_id": arg["fixed_frame"]}

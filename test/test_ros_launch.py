@@ -102,7 +102,8 @@ def _installed_launch_file() -> Path:
 @pytest.mark.integration
 def test_a_node_that_fails_to_start_ends_the_launch_with_one_message(ros_env, tmp_path):
     """Launched with weights that do not exist (and the demo camera, which must be stopped too),
-    written to a file: the launch ends by itself, the reason is there once, with no colour codes."""
+    written to a file: the launch ends by itself with a non-zero exit status (what `ros2 launch`
+    returns: a script or CI step sees the failure), the reason is there once, with no colour codes."""
     launch_file = _installed_launch_file()
     missing = tmp_path / "missing.safetensors"
     with open(tmp_path / "launch.log", "wb") as log:
@@ -117,6 +118,8 @@ def test_a_node_that_fails_to_start_ends_the_launch_with_one_message(ros_env, tm
             code = None
     text = (tmp_path / "launch.log").read_text(errors="replace")
     assert code is not None, f"the launch kept running after the node failed:\n{text[-3000:]}"
+    assert code != 0, f"the launch exited 0 although dpt_node failed to start:\n{text[-3000:]}"
+    assert "dpt_node exited with status 1" in text, text[-3000:]
     assert text.count("dpt_node failed to start") == 1, text[-3000:]
     assert str(missing) in text
     assert "\x1b[" not in text, "ANSI colour codes in a log written to a file"
@@ -168,6 +171,8 @@ def test_launch_file_starts_a_serving_node(ros_env, tmp_path):
                 os.killpg(proc.pid, 9)
                 proc.wait(5)
         log.close()
+    # Ctrl-C of a serving launch is a normal stop: the node exits 0, and so does the launch.
+    assert proc.returncode == 0, (tmp_path / "launch.log").read_text(errors="replace")[-3000:]
 
 
 # ---- the launch file's actions, without `launch` installed ----------------------------------------
@@ -216,11 +221,20 @@ def _launch_actions(monkeypatch, stdout_is_tty: bool, **arguments):
     return {node.kwargs["executable"]: node.kwargs for node in namespace["_actions"](context)}
 
 
-def test_launch_ends_when_the_node_exits(monkeypatch):
+def test_launch_ends_when_the_node_exits_and_fails_when_it_failed(monkeypatch):
+    """Exit 0: a Shutdown action. Non-zero (a start-up failure): an error raised into the launch,
+    the only thing that makes `LaunchService.run`, hence `ros2 launch`, return non-zero."""
+    import types
+
     for lifecycle in ("false", "true"):
         nodes = _launch_actions(monkeypatch, True, lifecycle=lifecycle)
-        (node,) = nodes.values()
-        assert [type(a).__name__ for a in node["on_exit"]] == ["Shutdown"], node
+        ((executable, node),) = nodes.items()
+        on_exit = node["on_exit"]
+        actions = on_exit(types.SimpleNamespace(returncode=0), None)
+        assert [type(a).__name__ for a in actions] == ["Shutdown"], node
+        for status in (1, -9):
+            with pytest.raises(RuntimeError, match=f"{executable} exited with status {status}"):
+                on_exit(types.SimpleNamespace(returncode=status), None)
 
 
 def test_launch_demo_camera_publishes_where_the_node_listens(monkeypatch):
