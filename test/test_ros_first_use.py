@@ -16,7 +16,7 @@ pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.s
 
 from dpt_perception.inference.weights import lookup  # noqa: E402
 from dpt_perception.ros.parameters import _SPEC  # noqa: E402
-from dpt_perception.ros.probe import param_args, start_process, stop_process  # noqa: E402
+from dpt_perception.ros.probe import installed_executable, param_args, start_process, stop_process  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -62,15 +62,10 @@ def test_weights_demo_starts_the_bundled_model_and_only_when_asked(ros_env, tmp_
 
 
 def _installed(executable: str) -> Path:
-    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
-
     try:
-        path = Path(get_package_prefix("dpt_perception")) / "lib" / "dpt_perception" / executable
-    except PackageNotFoundError:
-        pytest.skip("dpt_perception is not in the ament index (run scripts/setup.sh)")
-    if not path.is_file():
-        pytest.skip(f"{path} not installed (run scripts/setup.sh)")
-    return path
+        return installed_executable(executable)
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
 
 
 def _runs_package_code(pid: int) -> bool:

@@ -83,13 +83,30 @@ def param_args(**params) -> list[str]:
     return args
 
 
-def start_process(module: str, ros_args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
-    """`python -m <module> --ros-args <ros_args>` with stdout+stderr going to `log_path` (a file:
+def installed_executable(name: str) -> Path:
+    """`lib/dpt_perception/<name>` of the colcon install (what `ros2 run dpt_perception <name>`
+    runs); FileNotFoundError saying how to build it when the package or the file is missing."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        path = Path(get_package_prefix("dpt_perception")) / "lib" / "dpt_perception" / name
+    except PackageNotFoundError:
+        raise FileNotFoundError("dpt_perception is not in the ament index: build it (bash "
+                                "scripts/setup.sh) and source scripts/env.sh") from None
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is not installed: rebuild with bash scripts/setup.sh")
+    return path
+
+
+def start_process(module: str | Path, ros_args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    """`python -m <module> --ros-args <ros_args>` (for a Path: that installed executable, see
+    `installed_executable`, run by this Python) with stdout+stderr going to `log_path` (a file:
     no ANSI colour codes, whatever RCUTILS_COLORIZED_OUTPUT the caller's environment has)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "wb")  # noqa: SIM115 - closed by stop_process via the Popen object
+    program = [str(module)] if isinstance(module, Path) else ["-m", module]
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, "--ros-args", *ros_args],
+        [sys.executable, *program, "--ros-args", *ros_args],
         env=dict(env, RCUTILS_COLORIZED_OUTPUT="0"),
         stdout=log,
         stderr=subprocess.STDOUT,
