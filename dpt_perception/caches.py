@@ -44,9 +44,12 @@ class LRUCache:
     """A mapping of at most `maxsize` entries (and, with `max_bytes`, at most that many bytes of
     arrays / tensors in its values, `nbytes`); a hit makes its entry the most recent, an insert
     beyond a bound drops the least recently used ones (a value larger than `max_bytes` on its own
-    is not kept). Thread-safe (one lock per cache)."""
+    is not kept). `admit_on_repeat`: `get_or_create` stores a value only the second time its key
+    is asked for (the last `maxsize` keys asked for once are remembered), so a key seen once, such
+    as one odd-sized frame among a camera's, leaves nothing resident. Thread-safe (one lock per
+    cache)."""
 
-    def __init__(self, name: str, maxsize: int, max_bytes: int | None = None):
+    def __init__(self, name: str, maxsize: int, max_bytes: int | None = None, admit_on_repeat: bool = False):
         if int(maxsize) != maxsize or maxsize < 1:
             raise ValueError(f"cache {name!r}: maxsize must be an integer >= 1, got {maxsize!r}")
         if max_bytes is not None and max_bytes < 1:
@@ -54,6 +57,8 @@ class LRUCache:
         self.name = name
         self.maxsize = int(maxsize)
         self.max_bytes = max_bytes
+        self.admit_on_repeat = admit_on_repeat
+        self._seen_once: OrderedDict = OrderedDict()  # keys asked for once (admit_on_repeat)
         self._data: OrderedDict = OrderedDict()
         self._sizes: dict = {}
         self.bytes = 0
@@ -100,6 +105,15 @@ class LRUCache:
         value = self.get(key, sentinel)
         if value is sentinel:
             value = factory()
+            if self.admit_on_repeat:
+                with self._lock:
+                    first = self._seen_once.pop(key, sentinel) is sentinel
+                    if first:
+                        self._seen_once[key] = None
+                        if len(self._seen_once) > self.maxsize:
+                            self._seen_once.popitem(last=False)
+                if first:
+                    return value
             self.put(key, value)
         return value
 
@@ -109,6 +123,7 @@ class LRUCache:
 
     def clear(self) -> None:
         with self._lock:
+            self._seen_once.clear()
             self._data.clear()
             self._sizes.clear()
             self.bytes = 0
@@ -130,24 +145,24 @@ class LRUCache:
 
     # Copies start empty (see the module docstring); a lock cannot be copied anyway.
     def __deepcopy__(self, memo) -> LRUCache:
-        return LRUCache(self.name, self.maxsize, self.max_bytes)
+        return LRUCache(self.name, self.maxsize, self.max_bytes, self.admit_on_repeat)
 
     def __copy__(self) -> LRUCache:
-        return LRUCache(self.name, self.maxsize, self.max_bytes)
+        return LRUCache(self.name, self.maxsize, self.max_bytes, self.admit_on_repeat)
 
     def __reduce__(self):
-        return LRUCache, (self.name, self.maxsize, self.max_bytes)
+        return LRUCache, (self.name, self.maxsize, self.max_bytes, self.admit_on_repeat)
 
 
 _MISSING = object()
 
 
-def bounded_cache(name: str, maxsize: int, max_bytes: int | None = None):
+def bounded_cache(name: str, maxsize: int, max_bytes: int | None = None, admit_on_repeat: bool = False):
     """Decorator: memoise a function of hashable positional arguments in an `LRUCache` (exposed as
     the wrapper's `.cache`; `.cache_clear()` empties it)."""
 
     def decorate(fn):
-        cache = LRUCache(name, maxsize, max_bytes)
+        cache = LRUCache(name, maxsize, max_bytes, admit_on_repeat)
 
         @functools.wraps(fn)
         def wrapper(*args):

@@ -55,11 +55,43 @@ def test_a_byte_bound_drops_old_entries_and_never_keeps_a_value_larger_than_itse
 
 
 def test_copies_of_a_cache_are_empty_with_the_same_bound():
-    cache = LRUCache("test_copy", 2, max_bytes=64)
+    cache = LRUCache("test_copy", 2, max_bytes=64, admit_on_repeat=True)
     cache.put(1, torch.zeros(3))
     for twin in (copy.deepcopy(cache), copy.copy(cache), pickle.loads(pickle.dumps(cache))):
         assert (twin.name, twin.maxsize, twin.max_bytes, len(twin), twin.bytes) == ("test_copy", 2, 64, 0, 0)
-        assert twin in live_caches()
+        assert twin.admit_on_repeat and twin in live_caches()
+
+
+def test_admit_on_repeat_keeps_a_value_from_its_keys_second_request_on():
+    cache = LRUCache("test_admit", 2, admit_on_repeat=True)
+    made = []
+
+    def make(key):
+        return cache.get_or_create(key, lambda: made.append(key) or f"value {key}")
+
+    assert make("a") == "value a" and len(cache) == 0  # asked once: computed, not kept
+    assert make("a") == "value a" and cache.keys() == ["a"]  # asked again: kept
+    assert make("a") == "value a" and made == ["a", "a"]  # then a hit
+    for key in ("b", "c", "d"):  # remembered once-keys are bounded by maxsize too
+        make(key)
+    make("b")  # forgotten (only "c", "d" remembered): still not kept
+    assert cache.keys() == ["a"] and made == ["a", "a", "b", "c", "d", "b"]
+
+
+def test_a_one_off_frame_size_leaves_no_label_index_behind():
+    """The exact-label gather index (one intp per output pixel: 24 MiB for 8192 x 384) is kept only
+    for a size seen twice: a single odd-sized frame among a camera's adds nothing to the resident
+    set of the frames after it (it did: +24 MiB per one-off size, until evicted)."""
+    from dpt_perception.inference.labels import _gather_index
+
+    predictor = Predictor(tiny_model(seed=0, num_classes=150, net_size=[64, 64]), device="cpu")
+    rng = np.random.default_rng(0)
+    gather = _gather_index.cache
+    gather.clear()  # (other tests' sizes would be evicted by the count bound below)
+    predictor.infer_image(rng.integers(0, 256, (2048, 96, 3), dtype=np.uint8))
+    assert gather.bytes == 0
+    predictor.infer_image(rng.integers(0, 256, (2048, 96, 3), dtype=np.uint8))
+    assert gather.bytes == 2048 * 96 * np.dtype(np.intp).itemsize  # (one band or several: every pixel)
 
 
 def test_bounded_cache_decorator_and_the_report():

@@ -114,7 +114,9 @@ def axis_taps(n_src: int, stages: tuple[Stage, ...]) -> AxisTaps:
     return AxisTaps(first, span.astype(np.intp), weight.astype(np.float32), int(span.max()), n_src)
 
 
-@bounded_cache("label_gather", 16, max_bytes=64 << 20)  # one intp per output pixel: 25 MB at 8192x384
+# One intp per output pixel (25 MB at 8192x384), kept from a geometry's second frame on: a one-off
+# odd-sized frame (a strip) leaves none of its own behind to add to the next one's peak.
+@bounded_cache("label_gather", 16, max_bytes=64 << 20, admit_on_repeat=True)
 def _gather_index(rows: AxisTaps, cols: AxisTaps, h: int, w: int) -> np.ndarray:
     """Flat index into the (ky, kx, h, w) stack of block codes for every output pixel: the block
     anchored at its first taps, with its own span per axis."""

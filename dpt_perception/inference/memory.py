@@ -14,7 +14,8 @@ each (inference mode frees every intermediate as soon as the next layer has cons
 * each neck: the reassembled maps (1/4 .. 1/32), their projections to the fusion width F, and
   the last fusion block's work at 1/4 resolution with its x2 output (F channels at 1/2), which
   stays alive until the heads have run;
-* heads: depth (F/2 channels upsampled to full size, then 32 channels, F and the ReLU's copy), the
+* heads: depth (F/2 channels upsampled to full size, then 32 channels and the ReLU's copy, per band
+  of `DEPTH_HEAD_BAND_PIXELS` for larger inputs), the
   segmentation head (F at 1/2, logits at 1/2 or, unless only low-resolution logits are wanted,
   upsampled to full size).
 
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dpt_perception.model.heads import DEPTH_HEAD_HIDDEN
+from dpt_perception.model.heads import DEPTH_HEAD_BAND_PIXELS, DEPTH_HEAD_HIDDEN
 
 #: Peak RSS over the tensors counted, measured on tiny models (CPU, fp32, oneDNN convolutions):
 #: 1.2x-1.9x at 256..2048-pixel sides; the estimate errs on the high side.
@@ -90,8 +91,14 @@ def estimate_forward_bytes(config, net_shape: tuple[int, int], batch: int = 1, p
         half = f // 2
         hidden = DEPTH_HEAD_HIDDEN
         # The full-size 3x3 convolution reads a reordered copy of its input (oneDNN's blocked layout).
-        depth = max(f * px // 4 + half * px // 4, half * px // 4 + half * px, 2 * half * px + hidden * px,
-                    2 * hidden * px)
+        # Above DEPTH_HEAD_BAND_PIXELS it runs on bands of rows (eager inference): the upsampled map
+        # stays alive for all of them, the copy and the hidden activations are one band's.
+        band = min(px, DEPTH_HEAD_BAND_PIXELS)
+        if band < px:
+            full = half * px + px + max(half * band + hidden * band, 2 * hidden * band)
+        else:
+            full = max(2 * half * px + hidden * px, 2 * hidden * px)
+        depth = max(f * px // 4 + half * px // 4, half * px // 4 + half * px, full)
         head_peak = max(head_peak, outputs + depth)
         outputs += px
     if "segmentation" in heads:
