@@ -10,7 +10,7 @@ import torch
 from dpt_perception.caches import LRUCache, bounded_cache, cache_report, cache_usage, live_caches
 from dpt_perception.inference.geometry import PointCloudProjector
 from dpt_perception.inference.labels import axis_taps
-from dpt_perception.inference.predictor import Predictor
+from dpt_perception.inference.pipeline import PerceptionPipeline
 from dpt_perception.inference.preprocess import preprocess
 from dpt_perception.model.testing import tiny_model
 
@@ -91,9 +91,9 @@ def test_the_normalisation_constants_cache_is_bounded():
 
 def test_a_stream_of_ever_new_widths_keeps_every_cache_within_its_bound():
     """48 frames, each of a new width (24 network widths, 48 label geometries), through the
-    Predictor: the position-embedding and label-tap caches fill up to their bounds and stay there."""
+    PerceptionPipeline: the position-embedding and label-tap caches fill up to their bounds and stay there."""
     model = tiny_model(seed=0)
-    predictor = Predictor(model, device="cpu", net_size=(96, 96))
+    predictor = PerceptionPipeline(model, device="cpu", net_size=(96, 96))
     pos_cache = model.encoder._pos_cache
     taps = axis_taps.cache
     projector = PointCloudProjector()

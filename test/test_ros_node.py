@@ -268,7 +268,7 @@ def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_
 def test_two_compressed_cameras_are_batched_and_match_the_predictor(
     ros_env, tiny_weights, tmp_path
 ):
-    from dpt_perception.inference.predictor import Predictor
+    from dpt_perception.inference.pipeline import PerceptionPipeline
     from dpt_perception.model.checkpoints import load_model
 
     weights, _ = tiny_weights
@@ -319,7 +319,7 @@ def test_two_compressed_cameras_are_batched_and_match_the_predictor(
         topics = list(probe.messages)
         assert _wait_for_outputs(probe, topics, 2, 90.0), {t: probe.count(t) for t in topics}
 
-        predictor = Predictor(load_model(weights), device="cpu", net_size=(64, 64))
+        predictor = PerceptionPipeline(load_model(weights), device="cpu", net_size=(64, 64))
         for name in ("front", "rear"):
             source = probe.latest(f"/{name}/camera/image_raw/compressed")
             rel = probe.latest(f"/dpt/{name}/depth/relative_inverse")

@@ -13,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 
-from dpt_perception.inference.predictor import Predictor  # noqa: E402
+from dpt_perception.inference.pipeline import PerceptionPipeline  # noqa: E402
 from dpt_perception.model.checkpoints import save_model  # noqa: E402
 from dpt_perception.model.testing import tiny_model  # noqa: E402
 from dpt_perception.ros.image_conversion import image_to_rgb8, output_image_to_array  # noqa: E402
@@ -101,8 +101,8 @@ def test_pair_serves_every_output_each_equal_to_its_own_model(ros_env, teachers,
         relative = {_key(m.header): m for _, m in probe.messages["/dpt/depth/relative_inverse"]}
         labels = {_key(m.header): m for _, m in probe.messages["/dpt/labels"]}
         common = sorted(set(frames) & set(relative) & set(labels))
-        depth_alone = Predictor(depth, device="cpu")
-        seg_alone = Predictor(seg, device="cpu", net_size=(64, 96))
+        depth_alone = PerceptionPipeline(depth, device="cpu")
+        seg_alone = PerceptionPipeline(seg, device="cpu", net_size=(64, 96))
         for key in common:
             rgb = frames[key]
             np.testing.assert_allclose(

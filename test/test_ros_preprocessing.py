@@ -1,5 +1,5 @@
 """dpt_node with `preprocessing:=reference` over real DDS: its outputs are the official pipeline's
-(Predictor with preprocessing="reference"), not the default fast path's."""
+(PerceptionPipeline with preprocessing="reference"), not the default fast path's."""
 
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ def test_preprocessing_values_are_validated():
 
 
 def test_node_with_reference_preprocessing_publishes_the_reference_outputs(ros_env, tmp_path):
-    from dpt_perception.inference.predictor import Predictor
+    from dpt_perception.inference.pipeline import PerceptionPipeline
 
     model = tiny_model(seed=0, num_classes=5, net_size=[64, 64], depth_weight_scale=50.0)  # a live depth map
     weights, _ = save_model(model, tmp_path / "tiny")
@@ -56,8 +56,9 @@ def test_node_with_reference_preprocessing_publishes_the_reference_outputs(ros_e
         if probe is not None:
             probe.close()
     model = load_model(weights)
-    reference = Predictor(model, device="cpu", net_size=(64, 64), preprocessing="reference").infer_image(rgb)
-    fast = Predictor(model, device="cpu", net_size=(64, 64)).infer_image(rgb)
+    reference_pipeline = PerceptionPipeline(model, device="cpu", net_size=(64, 64), preprocessing="reference")
+    reference = reference_pipeline.infer_image(rgb)
+    fast = PerceptionPipeline(model, device="cpu", net_size=(64, 64)).infer_image(rgb)
     np.testing.assert_allclose(depth, reference.depth, rtol=1e-5, atol=1e-6)
     # the node's forward may use other thread counts: ties within float rounding may flip
     assert (labels == reference.labels).mean() > 0.999

@@ -144,7 +144,7 @@ def test_ade20k_protocol_counts_labelled_pixels_only(tmp_path):
 def test_depth_mode_overrides_convert_the_predictor_output(tmp_path):
     """--depth-mode relative on a metric model aligns its inverse metres; --depth-mode metric on a
     relative model converts with the config's scale/shift (1 / max(s*x + t, 1e-8))."""
-    from dpt_perception.inference.predictor import Predictor
+    from dpt_perception.inference.pipeline import PerceptionPipeline
     from dpt_perception.training.protocols import get_protocol, image_depth_errors
 
     rng = np.random.default_rng(7)
@@ -160,7 +160,8 @@ def test_depth_mode_overrides_convert_the_predictor_output(tmp_path):
         options = dict(evaluate._DEFAULTS, device="cpu", data={"type": "x", "transform": {"net_size": 64}},
                        depth_mode="relative" if relative else "metric")
         results, _, _ = evaluate.run_evaluation(model, options, dataset=[sample])
-        raw = Predictor(model, device="cpu", net_size=64, preprocessing="reference").infer_image(rgb).depth
+        reference = PerceptionPipeline(model, device="cpu", net_size=64, preprocessing="reference")
+        raw = reference.infer_image(rgb).depth
         if relative:  # metres from the model, aligned as inverse depth
             expected = image_depth_errors(protocol, 1.0 / np.maximum(raw, 1e-8), gt, relative=True)
         else:  # inverse relative depth from the model, converted with its config

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dpt_perception.model.classes import ADE20K_CLASS_NAMES, default_class_colors
+from dpt_perception.model.depth_units import DEPTH_KINDS
 
 VARIANTS = ("vit_base", "vit_large", "vit_hybrid")
 READOUTS = ("ignore", "add", "project")
 HEADS = ("depth", "segmentation")
 NUMERICS = ("official", "hf")
-DEPTH_MODES = ("relative", "metric")
+DEPTH_MODES = DEPTH_KINDS  # what the depth head outputs (model.depth_units)
 
 # Per-variant architecture: (hidden, layers, heads, taps, reassemble channels).
 _VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -8,11 +8,11 @@
 png_quantize, batch_size, num_workers, depth_mode, min_depth, max_depth, max_batches, device, amp,
 num_examples, out); flags win. Writes ``report.json``, ``report.md`` and ``plots/`` to ``--out``.
 
-Frames are evaluated one by one through `inference.Predictor` at their own size, the path a user
+Frames are evaluated one by one through `inference.PerceptionPipeline` at their own size, the path a user
 of the package gets; ``--preprocessing reference`` (the default) is the official DPT float
 pipeline with bicubic output resampling, ``fast`` the node's uint8 path. ``--protocol`` applies
 a published protocol (``training.protocols``: crops, caps, ignore index), printed in the report.
-Of a dataset spec's ``transform`` only ``net_size`` is used (the Predictor resizes as inference
+Of a dataset spec's ``transform`` only ``net_size`` is used (the PerceptionPipeline resizes as inference
 does).
 """
 
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-size",
         type=int,
-        help="frames per Predictor call; same-sized ones share a forward "
+        help="frames per PerceptionPipeline call; same-sized ones share a forward "
         f"(default {_DEFAULTS['batch_size']})",
     )
     parser.add_argument("--num-workers", type=int, help="DataLoader workers reading the frames (default 0)")
@@ -167,7 +167,7 @@ def run_evaluation(model, options: dict, dataset=None):
 
     from torch.utils.data import DataLoader
 
-    from dpt_perception.inference.predictor import Predictor
+    from dpt_perception.inference.pipeline import PerceptionPipeline
     from dpt_perception.model.devices import resolve_device
     from dpt_perception.training.data import build_dataset
     from dpt_perception.training.eval_loop import as_list, evaluate_frames
@@ -178,12 +178,12 @@ def run_evaluation(model, options: dict, dataset=None):
     unused = sorted(set(transform) - {"net_size"})
     if unused:
         raise ValueError(f"data transform options {unused} are not used by evaluation: frames are resized "
-                         "by the Predictor as in inference; only 'net_size' applies")
+                         "by the PerceptionPipeline as in inference; only 'net_size' applies")
     if dataset is None:
         spec.setdefault("skip_corrupt", False)  # a broken frame is an error, never a substitute
         dataset = build_dataset(spec)
     net_size = transform.get("net_size")
-    predictor = Predictor(
+    predictor = PerceptionPipeline(
         model,
         device=resolve_device(options["device"]),
         precision=_PRECISION[options["amp"]],
