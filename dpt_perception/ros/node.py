@@ -1,15 +1,20 @@
 """`dpt_node`: depth, labels and point clouds from one or several cameras with one DPT model.
 
+Data path: image message -> `image_conversion.message_to_rgb8` -> `PerceptionPipeline.run` (all
+ROS-free: inference/) -> `outputs` (message builders) -> the camera's publishers.
+
 Threads: the executor thread only stores incoming messages (latest frame wins, one slot per
 camera); an `InferenceWorker` thread converts the newest frame of every camera, runs ONE batched
 forward pass for all of them, and publishes. Outputs without subscribers are not computed; when
-no output of a camera has a subscriber, its frames are not even decoded.
+no output of a camera has a subscriber, its frames are not even decoded (the subscriber counts
+come from the publishers' matched events, see `camera.py`).
 
 Start-up is all-or-nothing: parameters are validated, the model is loaded and run once on a
 dummy frame before any subscription exists; any failure ends the process with a clear message
 and exit status 1 (see `main`). `DptPerception` holds the node's work in lifecycle phases
-(configure: parameters, model, class table; activate: cameras, worker, diagnostics), which
-`DptNode` runs at once and `lifecycle_node.DptLifecycleNode` runs on managed transitions.
+(configure: parameters, model, class table; activate: cameras, worker, diagnostics) on an rclpy
+node it is given: `DptNode` runs them at once, `lifecycle_node.DptLifecycleNode` on managed
+transitions.
 """
 
 from __future__ import annotations
@@ -497,9 +502,6 @@ class DptPerception:
                 )
             )
         self.diagnostics_pub.publish(array)
-
-    def shutdown(self) -> None:
-        self._cleanup()
 
 
 class DptNode(Node):
