@@ -18,7 +18,8 @@ def test_yaml_then_overrides_in_order(tmp_path):
     path.write_text(
         "train:\n  lr_encoder: 2.0e-5\n  max_steps: 50\ndata:\n  train: {type: folder, root: /x}\n"
     )
-    cfg = load_config(path, ["train.lr_encoder=1e-6", "model.config.heads=[depth]", "train.amp=bf16"])
+    overrides = ["train.lr_encoder=1e-6", "model.config.heads=[depth]", "train.amp=bf16"]
+    cfg = load_config(TrainConfig, path, overrides)
     assert cfg.train.lr_encoder == 1e-6 and isinstance(cfg.train.lr_encoder, float)
     assert cfg.train.max_steps == 50
     assert cfg.data.train == {"type": "folder", "root": "/x"}  # replaced, not merged with the default
@@ -28,21 +29,21 @@ def test_yaml_then_overrides_in_order(tmp_path):
 
 def test_config_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match=r"train\.lr_enc"):
-        load_config(None, ["train.lr_enc=1"])
+        load_config(TrainConfig, None, ["train.lr_enc=1"])
     with pytest.raises(ValueError, match="unknown config section"):
         TrainConfig.from_dict({"trian": {}})
     with pytest.raises(ValueError, match="train.max_steps must be an integer"):
-        load_config(None, ["train.max_steps=ten"])
+        load_config(TrainConfig, None, ["train.max_steps=ten"])
     with pytest.raises(ValueError, match="train.amp"):
-        load_config(None, ["train.amp=fp8"])
+        load_config(TrainConfig, None, ["train.amp=fp8"])
     with pytest.raises(ValueError, match="section.key=value"):
         apply_override({}, "train.lr")
 
 
 def test_round_trip_and_help_lists_every_option():
-    cfg = load_config(None, ["train.seed=3"])
+    cfg = load_config(TrainConfig, None, ["train.seed=3"])
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    text = describe_options()
+    text = describe_options(TrainConfig)
     for section in ("model", "data", "train", "loss", "eval", "output"):
         for name in getattr(cfg, section).__dataclass_fields__:
             assert f"{section}.{name} " in text

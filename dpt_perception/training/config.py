@@ -1,17 +1,30 @@
-"""Training configuration: dataclasses with defaults, YAML loading, dotted command-line overrides.
+"""Typed configurations: dataclasses with defaults, YAML loading, dotted command-line overrides.
 
-A YAML file holds any subset of the sections below; missing keys keep their defaults and unknown
-keys are errors (with the valid names listed). ``--set section.key=value`` overrides one value
-(the value is parsed as YAML, so ``--set train.lr_encoder=1e-5``, ``--set data.train.type=folder``
-and ``--set model.config.heads=[depth]`` all work). ``describe_options()`` renders every option
-with its default and meaning for ``--help``.
+One mechanism for every command line that takes a configuration: training (`TrainConfig`, below),
+evaluation (`training.evaluate.EvalConfig`) and distillation (`training.distill.DistillConfig`).
+
+A configuration is a dataclass (`Config`) whose fields are options made with ``_opt(default,
+help)`` or sections (nested dataclasses). A YAML file holds any subset of them; missing keys keep
+their defaults and unknown keys are errors (with the valid names listed). ``--set key=value``
+overrides one value, dotted for nested keys (the value is parsed as YAML, so ``--set
+train.lr_encoder=1e-5``, ``--set data.train.type=folder`` and ``--set model.config.heads=[depth]``
+all work). Values are checked against the fields' annotations. ``describe_options(cls)`` renders
+every option with its default and meaning for ``--help``; ``add_flags`` / ``flag_overrides`` give
+common options a flag of their own that is exactly a ``--set``.
+
+Kept in-house rather than OmegaConf: that pulls antlr4-python3-runtime 4.9 (published as a source
+distribution only), has no rosdep key to declare in package.xml, and its structured configs do not
+take the ``dict | str | None`` unions used here; this loader is small and covered by tests.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +36,27 @@ def _opt(default, help: str):  # noqa: A002 - mirrors argparse's wording
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
+
+
+def check_all(checks: list[tuple[bool, str]]) -> None:
+    """ValueError with the message of the first failed (ok, message) check."""
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+class Config:
+    """Base of a top-level configuration dataclass: dict round trip and a validation hook."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None):
+        return from_dict(cls, data)
+
+    def validate(self) -> None:
+        """Checks across options, run after loading (a subclass overrides it)."""
 
 
 @dataclass
@@ -128,7 +162,7 @@ class OutputSection:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
@@ -136,29 +170,9 @@ class TrainConfig:
     eval: EvalSection = field(default_factory=EvalSection)
     output: OutputSection = field(default_factory=OutputSection)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> TrainConfig:
-        data = data or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"a training config must be a mapping of sections, got {type(data).__name__}")
-        sections = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(sections))
-        if unknown:
-            raise ValueError(f"unknown config section(s) {unknown}; valid sections: {sorted(sections)}")
-        kwargs = {}
-        for name, f in sections.items():
-            section_type = f.default_factory().__class__
-            kwargs[name] = _section_from_dict(section_type, data.get(name) or {}, name)
-        cfg = cls(**kwargs)
-        cfg.validate()
-        return cfg
-
     def validate(self) -> None:
         t = self.train
-        checks = [
+        check_all([
             (t.max_steps >= 1, f"train.max_steps must be >= 1, got {t.max_steps}"),
             (t.grad_accum >= 1, f"train.grad_accum must be >= 1, got {t.grad_accum}"),
             (
@@ -180,54 +194,69 @@ class TrainConfig:
                 self.loss.depth in ("ssi", "ssi_trim", "ssi_mad", "silog"),
                 f"loss.depth must be ssi|ssi_trim|ssi_mad|silog, got {self.loss.depth!r}",
             ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        ])
 
 
-def _section_from_dict(section_type, values: dict, section_name: str):
-    if not isinstance(values, dict):
-        raise ValueError(f"config section '{section_name}' must be a mapping, got {values!r}")
-    names = {f.name for f in dataclasses.fields(section_type)}
-    unknown = sorted(set(values) - names)
+# ---- the generic loader --------------------------------------------------------------------------
+def _is_section(hint) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
+
+
+def _default(f: dataclasses.Field):
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def from_dict(cls, data: dict | None, prefix: str = ""):
+    """An instance of the dataclass `cls` from a (nested) mapping, each value checked against its
+    field's annotation; a dataclass's ``validate()`` runs once its fields are set."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        where = f"config section '{prefix.rstrip('.')}'" if prefix else f"a {cls.__name__}"
+        raise ValueError(f"{where} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(
-            f"unknown option(s) {[f'{section_name}.{u}' for u in unknown]}; valid: {sorted(names)}"
-        )
-    section = section_type(**values)
-    for f in dataclasses.fields(section_type):
-        value = getattr(section, f.name)
-        default = getattr(section_type(), f.name)
-        setattr(section, f.name, _coerce(value, default, f"{section_name}.{f.name}"))
-    return section
+        if all(_is_section(hints[name]) for name in fields):
+            raise ValueError(f"unknown config section(s) {unknown}; valid sections: {sorted(fields)}")
+        raise ValueError(f"unknown option(s) {[prefix + u for u in unknown]}; valid: {sorted(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if _is_section(hints[name]):
+            kwargs[name] = from_dict(hints[name], data.get(name), f"{prefix}{name}.")
+        else:
+            value = data[name] if name in data else _default(f)
+            kwargs[name] = _coerce(value, hints[name], prefix + name)
+    instance = cls(**kwargs)
+    if hasattr(instance, "validate"):
+        instance.validate()
+    return instance
 
 
-def _coerce(value, default, name: str):
-    """Check a value against its default's type; ints are accepted for floats (YAML '1' vs '1.0')
-    and strings like '1e-5' for floats (YAML 1.1 reads them as strings)."""
-    if value is None or default is None:
-        return value
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool):
-            raise ValueError(f"{name} must be a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        return value
-    if isinstance(default, str) and not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, got {value!r}")
-    if isinstance(default, (dict, list)) and not isinstance(value, type(default)):
-        raise ValueError(f"{name} must be a {type(default).__name__}, got {value!r}")
-    return value
+_KINDS = {bool: "true or false", float: "a number", int: "an integer", str: "a string", dict: "a dict",
+          list: "a list"}
+
+
+def _coerce(value, hint, name: str):
+    """`value` checked against the annotation `hint` (a type, or a union of types and None); ints
+    are accepted for floats (YAML '1' vs '1.0') and so are strings like '1e-5' (YAML 1.1 reads
+    them as strings)."""
+    members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    kinds = [typing.get_origin(t) or t for t in members if t is not type(None)]  # list[int] -> list
+    if value is None and type(None) in members:
+        return None
+    for kind in kinds if value is not None else ():
+        if kind not in _KINDS:  # Any and the like: not checked
+            return value
+        if kind is float and not isinstance(value, bool):
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                continue
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return value
+    expected = " or ".join(_KINDS.get(kind, str(kind)) for kind in kinds)
+    raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
 def parse_value(text: str) -> Any:
@@ -239,13 +268,13 @@ def parse_value(text: str) -> Any:
 
 
 def apply_override(data: dict, assignment: str) -> None:
-    """Apply one ``dotted.key=value`` assignment to a nested config dict in place."""
+    """Apply one ``key=value`` (``section.key=value`` for nested keys) to a config dict in place."""
     if "=" not in assignment:
-        raise ValueError(f"override {assignment!r} must look like section.key=value")
+        raise ValueError(f"override {assignment!r} must look like key=value or section.key=value")
     key, text = assignment.split("=", 1)
     parts = [p for p in key.strip().split(".") if p]
-    if len(parts) < 2:
-        raise ValueError(f"override key {key!r} must name a section and an option, e.g. train.lr_encoder")
+    if not parts:
+        raise ValueError(f"override {assignment!r} names no option before '='")
     node = data
     for part in parts[:-1]:
         child = node.get(part)
@@ -258,48 +287,68 @@ def apply_override(data: dict, assignment: str) -> None:
     node[parts[-1]] = parse_value(text)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Defaults, then the YAML file (if any), then each override in order."""
-    data = TrainConfig().to_dict()
+def load_config(cls, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()):
+    """The configuration dataclass `cls`: its defaults, then the YAML file (if any), then each
+    override in order; checked and validated."""
+    data = dataclasses.asdict(cls())
     if path is not None:
-        text = Path(path).read_text()
-        loaded = yaml.safe_load(text) or {}
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a training config must be a YAML mapping of sections")
-        data = _deep_merge(
-            data, loaded, replace_keys={("model", "config"), ("data", "train"), ("data", "val")}
-        )
+            raise ValueError(f"{path}: a configuration file must be a YAML mapping, got {loaded!r}")
+        data = _merge(cls, data, loaded)
     for assignment in overrides:
         apply_override(data, assignment)
-    return TrainConfig.from_dict(data)
+    return from_dict(cls, data)
 
 
-def _deep_merge(base: dict, update: dict, replace_keys=frozenset(), prefix=()) -> dict:
-    """Merge ``update`` into ``base``; mappings under ``replace_keys`` are replaced, not merged
-    (a YAML dataset spec or model config replaces the default one as a whole)."""
+def _merge(cls, base: dict, update: dict) -> dict:
+    """`update` merged into `base` section by section; any other value, a mapping included, replaces
+    the default as a whole (a YAML dataset spec or model config is not merged with the default)."""
     out = dict(base)
+    hints = typing.get_type_hints(cls)
     for key, value in update.items():
-        path = prefix + (key,)
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and path not in replace_keys:
-            out[key] = _deep_merge(out[key], value, replace_keys, path)
+        hint = hints.get(key)
+        if _is_section(hint) and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(hint, out[key], value)
         else:
             out[key] = value
     return out
 
 
-def describe_dataclass(section_type, section_name: str) -> str:
-    """One section's options with their defaults and meanings (indented for --help)."""
-    lines = [f"  {section_name}:"]
-    for f in dataclasses.fields(section_type):
-        default = getattr(section_type(), f.name)
-        lines.append(f"    {section_name}.{f.name} (default: {default!r})")
-        lines.append(f"        {f.metadata.get('help', '')}")
-    return "\n".join(lines)
+def _describe(cls, prefix: str, indent: str) -> list[str]:
+    lines = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if _is_section(hints[f.name]):
+            lines.append(f"{indent}{prefix}{f.name}:")
+            lines += _describe(hints[f.name], f"{prefix}{f.name}.", indent + "  ")
+        else:
+            lines.append(f"{indent}{prefix}{f.name} (default: {_default(f)!r})")
+            lines.append(f"{indent}    {f.metadata.get('help', '')}")
+    return lines
 
 
-def describe_options() -> str:
-    """Every option with its default and meaning, for ``--help``."""
-    lines = ["configuration options (YAML sections; override any with --set section.option=value):"]
-    for section in dataclasses.fields(TrainConfig):
-        lines.append(describe_dataclass(section.default_factory().__class__, section.name))
-    return "\n".join(lines)
+def describe_options(cls) -> str:
+    """Every option of the configuration dataclass `cls` with its default and meaning (``--help``)."""
+    header = "configuration options (YAML keys; override any with --set KEY=VALUE, dotted for nested keys):"
+    return "\n".join([header] + _describe(cls, "", "  "))
+
+
+def add_flags(parser: argparse.ArgumentParser, cls, flags: dict[str, str]) -> None:
+    """One ``--flag-name`` per {flag_name: dotted key of `cls`}, exactly ``--set key=VALUE``; the
+    flag of a true/false option takes no value and sets it true."""
+    for flag, key in flags.items():
+        hint = cls
+        for part in key.split("."):
+            hint = typing.get_type_hints(hint)[part]
+        name = f"--{flag.replace('_', '-')}"
+        if hint is bool:
+            parser.add_argument(name, dest=flag, action="store_const", const="true",
+                                help=f"same as --set {key}=true")
+        else:
+            parser.add_argument(name, dest=flag, metavar="VALUE", help=f"same as --set {key}=VALUE")
+
+
+def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
+    """The ``key=value`` overrides of the `add_flags` flags given on the command line."""
+    return [f"{key}={getattr(args, flag)}" for flag, key in flags.items() if getattr(args, flag) is not None]

@@ -28,14 +28,13 @@ pair's name, where the node finds it: `weights: [DEPTH, SEG]` then runs ONE enco
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +49,7 @@ from dpt_perception.model.depth_units import depth_from_inverse
 from dpt_perception.model.dpt import DPT
 from dpt_perception.model.pair import TaskPair, make_pair
 from dpt_perception.training.alignment import apply_scale_shift, fit_scale_shift
-from dpt_perception.training.config import _opt, _section_from_dict, apply_override
+from dpt_perception.training.config import Config, _opt, check_all, describe_options, load_config
 from dpt_perception.training.data.unlabelled import crop_to_size, open_frames
 from dpt_perception.training.losses import median_normalised_loss, silog_loss
 from dpt_perception.training.metrics import ConfusionMatrix
@@ -111,7 +110,7 @@ class DistillConfig:
     progress: bool = _opt(True, "show a tqdm progress bar")
 
     def validate(self) -> None:
-        checks = [
+        check_all([
             (
                 isinstance(self.teachers, list) and len(self.teachers) == 2,
                 f"distill.teachers must be [DEPTH, SEGMENTATION], got {self.teachers!r}",
@@ -137,27 +136,21 @@ class DistillConfig:
                 or (len(self.net_size) == 2 and all(int(s) % 32 == 0 and s > 0 for s in self.net_size)),
                 f"distill.net_size must be [] or [height, width] in multiples of 32, got {self.net_size}",
             ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        ])
+
+
+@dataclass
+class DistillFile(Config):
+    """A distillation config file: one `distill:` mapping (which is how `train` tells it apart)."""
+
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 def load_distill_config(path: str | Path | None, overrides=()) -> DistillConfig:
     """Defaults, then the `distill:` mapping of the YAML file, then `distill.key=value` overrides."""
-    data: dict = {"distill": {}}
-    if path is not None:
-        from dpt_perception.command_line import package_file
+    from dpt_perception.command_line import package_file
 
-        loaded = yaml.safe_load(package_file(path).read_text()) or {}
-        if not isinstance(loaded, dict) or set(loaded) != {"distill"}:
-            raise ValueError(f"{path}: a distillation config is one mapping named 'distill'")
-        data["distill"] = loaded["distill"] or {}
-    for assignment in overrides:
-        apply_override(data, assignment)
-    cfg = _section_from_dict(DistillConfig, data["distill"], "distill")
-    cfg.validate()
-    return cfg
+    return load_config(DistillFile, package_file(path) if path is not None else None, overrides).distill
 
 
 def is_distill_config(path: str | Path | None) -> bool:
@@ -493,7 +486,8 @@ class Distiller:
             "installed": None if installed is None else str(installed),
         }
         (self.out / "report.json").write_text(json.dumps(report, indent=2))
-        (self.out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+        # the `distill:` file form, so the run can be repeated with --config OUT/config.yaml
+        (self.out / "config.yaml").write_text(yaml.safe_dump(DistillFile(cfg).to_dict(), sort_keys=False))
         plot_history(history, self.out / "report.png")
         return report
 
@@ -549,14 +543,12 @@ def plot_history(history: list[dict], path: Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dpt_perception.training.config import describe_dataclass
-
     parser = argparse.ArgumentParser(
         prog="ros2 run dpt_perception train --config config/distill_hybrid.yaml",
         description="Distil a depth + segmentation teacher pair into one shared-encoder student "
         "(no labels needed). Settings: the defaults, then the --config file's 'distill' mapping, then "
         "each --set in order.",
-        epilog=describe_dataclass(DistillConfig, "distill"),
+        epilog=describe_options(DistillFile),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, help="YAML file with a 'distill' mapping")
@@ -582,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.print_config:
-        print(yaml.safe_dump({"distill": dataclasses.asdict(cfg)}, sort_keys=False), end="")
+        print(yaml.safe_dump(DistillFile(cfg).to_dict(), sort_keys=False), end="")
         return 0
     try:
         report = Distiller(cfg).fit()
