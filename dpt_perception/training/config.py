@@ -3,7 +3,7 @@
 One mechanism for every command line that takes a configuration: training (`TrainConfig`, below),
 evaluation (`training.evaluate.EvalConfig`) and distillation (`training.distill.DistillConfig`).
 
-A configuration is a dataclass (`Config`) whose fields are options made with ``_opt(default,
+A configuration is a dataclass (`Config`) whose fields are options made with ``option(default,
 help)`` or sections (nested dataclasses). A YAML file holds any subset of them; missing keys keep
 their defaults and unknown keys are errors (with the valid names listed). ``--set key=value``
 overrides one value, dotted for nested keys (the value is parsed as YAML, so ``--set
@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 
-def _opt(default, help: str):  # noqa: A002 - mirrors argparse's wording
+def option(default, help: str):  # noqa: A002 - mirrors argparse's wording
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
@@ -61,19 +61,19 @@ class Config:
 
 @dataclass
 class ModelSection:
-    tiny: bool = _opt(
+    tiny: bool = option(
         False,
         "build the model with DPTConfig.tiny(**config) (small test models) instead of DPTConfig(**config)",
     )
-    config: dict = _opt(
+    config: dict = option(
         {"variant": "vit_base", "heads": ["depth", "segmentation"]},
         "keyword arguments of DPTConfig (variant, heads, num_classes, class_names, readout, aux_head, "
         "depth_mode, ...)",
     )
-    init_weights: str | None = _opt(
+    init_weights: str | None = option(
         None, "start from these weights (anything dpt_perception.model.load_model reads; None = random init)"
     )
-    depth_output_bias: float | None = _opt(
+    depth_output_bias: float | None = option(
         1.0,
         "initial bias of the depth head's last conv when that head starts untrained (None = keep the model's "
         "init); a positive bias keeps the final ReLU from dying, and the shift-invariant losses leave it "
@@ -83,82 +83,82 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    train: dict = _opt(
+    train: dict = option(
         {"type": "synthetic"},
         "training dataset spec for build_dataset ({type: synthetic|folder|nyu|ade20k|kitti|rosbag2, ...})",
     )
-    val: dict | None = _opt(None, "validation dataset spec (None = no periodic evaluation)")
-    batch_size: int = _opt(8, "GLOBAL batch per micro-step, split evenly over DDP processes")
-    eval_batch_size: int = _opt(8, "batch size of evaluation (rank 0 only)")
-    num_workers: int = _opt(2, "DataLoader worker processes per training process")
+    val: dict | None = option(None, "validation dataset spec (None = no periodic evaluation)")
+    batch_size: int = option(8, "GLOBAL batch per micro-step, split evenly over DDP processes")
+    eval_batch_size: int = option(8, "batch size of evaluation (rank 0 only)")
+    num_workers: int = option(2, "DataLoader worker processes per training process")
 
 
 @dataclass
 class TrainSection:
-    max_steps: int = _opt(1000, "optimizer steps to train (one step = grad_accum micro-batches)")
-    lr_encoder: float = _opt(1e-5, "peak learning rate of model.encoder")
-    lr_decoder: float = _opt(1e-4, "peak learning rate of everything else (necks and heads)")
-    weight_decay: float = _opt(0.0, "Adam L2 weight decay")
-    betas: list = _opt([0.9, 0.999], "Adam betas")
-    adam_eps: float = _opt(
+    max_steps: int = option(1000, "optimizer steps to train (one step = grad_accum micro-batches)")
+    lr_encoder: float = option(1e-5, "peak learning rate of model.encoder")
+    lr_decoder: float = option(1e-4, "peak learning rate of everything else (necks and heads)")
+    weight_decay: float = option(0.0, "Adam L2 weight decay")
+    betas: list = option([0.9, 0.999], "Adam betas")
+    adam_eps: float = option(
         1e-8, "Adam epsilon (larger values damp updates of parameters with tiny gradients)"
     )
-    warmup_steps: int = _opt(100, "linear warm-up steps from warmup_start_factor*lr to lr")
-    warmup_start_factor: float = _opt(0.01, "learning-rate factor at step 0 of the warm-up")
-    schedule: str = _opt("cosine", "decay after warm-up: cosine | poly | constant")
-    poly_power: float = _opt(0.9, "exponent of the poly schedule")
-    min_lr_ratio: float = _opt(0.0, "final learning rate as a fraction of the peak (cosine and poly)")
-    grad_accum: int = _opt(1, "micro-batches accumulated per optimizer step")
-    grad_clip: float = _opt(0.0, "clip the global gradient norm to this value (0 = off)")
-    amp: str = _opt("none", "mixed precision: none | bf16 | fp16 (fp16 uses a GradScaler)")
-    freeze_encoder: bool = _opt(
+    warmup_steps: int = option(100, "linear warm-up steps from warmup_start_factor*lr to lr")
+    warmup_start_factor: float = option(0.01, "learning-rate factor at step 0 of the warm-up")
+    schedule: str = option("cosine", "decay after warm-up: cosine | poly | constant")
+    poly_power: float = option(0.9, "exponent of the poly schedule")
+    min_lr_ratio: float = option(0.0, "final learning rate as a fraction of the peak (cosine and poly)")
+    grad_accum: int = option(1, "micro-batches accumulated per optimizer step")
+    grad_clip: float = option(0.0, "clip the global gradient norm to this value (0 = off)")
+    amp: str = option("none", "mixed precision: none | bf16 | fp16 (fp16 uses a GradScaler)")
+    freeze_encoder: bool = option(
         False, "train only the necks and heads (encoder frozen, not in the optimizer)"
     )
-    seed: int = _opt(0, "seed of model init, data order and augmentation")
-    device: str = _opt("auto", "auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)")
-    threads: int = _opt(0, "torch.set_num_threads per process (0 = leave torch's default)")
+    seed: int = option(0, "seed of model init, data order and augmentation")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)")
+    threads: int = option(0, "torch.set_num_threads per process (0 = leave torch's default)")
 
 
 @dataclass
 class LossSection:
-    depth: str = _opt(
+    depth: str = option(
         "ssi_mad",
         "depth loss: ssi_mad (MiDaS trimmed MAE after median/MAD normalisation; trains from scratch) | ssi "
         "(least-squares aligned MSE) | ssi_trim (least-squares aligned MAE without the largest `trim` "
         "residuals) "
         "| silog (metric depth); the least-squares ones stall from a random init, use them to fine-tune",
     )
-    depth_weight: float = _opt(1.0, "weight of the depth loss")
-    gradient_weight: float = _opt(0.5, "weight of multi-scale gradient matching (relative depth losses)")
-    gradient_scales: int = _opt(4, "number of scales of gradient matching")
-    trim: float = _opt(0.2, "fraction of largest residuals dropped per image by ssi_trim and ssi_mad")
-    silog_variance_focus: float = _opt(0.85, "lambda of the SILog loss")
-    segmentation_weight: float = _opt(1.0, "weight of the segmentation cross-entropy")
-    aux_weight: float = _opt(0.4, "relative weight of the auxiliary segmentation head")
-    ignore_index: int = _opt(255, "label id without supervision")
+    depth_weight: float = option(1.0, "weight of the depth loss")
+    gradient_weight: float = option(0.5, "weight of multi-scale gradient matching (relative depth losses)")
+    gradient_scales: int = option(4, "number of scales of gradient matching")
+    trim: float = option(0.2, "fraction of largest residuals dropped per image by ssi_trim and ssi_mad")
+    silog_variance_focus: float = option(0.85, "lambda of the SILog loss")
+    segmentation_weight: float = option(1.0, "weight of the segmentation cross-entropy")
+    aux_weight: float = option(0.4, "relative weight of the auxiliary segmentation head")
+    ignore_index: int = option(255, "label id without supervision")
 
 
 @dataclass
 class EvalSection:
-    every: int = _opt(500, "evaluate every this many optimizer steps (0 = only at the end)")
-    max_batches: int = _opt(0, "evaluate at most this many batches (0 = the whole validation set)")
-    best_metric: str = _opt(
+    every: int = option(500, "evaluate every this many optimizer steps (0 = only at the end)")
+    max_batches: int = option(0, "evaluate at most this many batches (0 = the whole validation set)")
+    best_metric: str = option(
         "auto", "metric that selects the best checkpoint (auto = miou if segmenting, else abs_rel)"
     )
-    depth_mode: str = _opt("auto", "relative (align per image) | metric | auto (from the model config)")
-    min_depth: float = _opt(1e-3, "ground truth below this depth (m) is ignored")
-    max_depth: float = _opt(80.0, "ground truth beyond this depth (m) is ignored; predictions capped here")
+    depth_mode: str = option("auto", "relative (align per image) | metric | auto (from the model config)")
+    min_depth: float = option(1e-3, "ground truth below this depth (m) is ignored")
+    max_depth: float = option(80.0, "ground truth beyond this depth (m) is ignored; predictions capped here")
 
 
 @dataclass
 class OutputSection:
-    dir: str = _opt("runs/dpt", "output folder (checkpoints/, tensorboard/, metrics/, export/, report/)")
-    log_every: int = _opt(10, "log scalars every this many optimizer steps")
-    image_every: int = _opt(200, "TensorBoard image panels every this many steps (0 = off)")
-    checkpoint_every: int = _opt(500, "write checkpoints/last.pt every this many steps (and at the end)")
-    tensorboard: bool = _opt(True, "write TensorBoard event files")
-    progress: bool = _opt(True, "show a tqdm progress bar (rank 0)")
-    export: bool = _opt(True, "export final (and best) weights with save_model for the ROS node")
+    dir: str = option("runs/dpt", "output folder (checkpoints/, tensorboard/, metrics/, export/, report/)")
+    log_every: int = option(10, "log scalars every this many optimizer steps")
+    image_every: int = option(200, "TensorBoard image panels every this many steps (0 = off)")
+    checkpoint_every: int = option(500, "write checkpoints/last.pt every this many steps (and at the end)")
+    tensorboard: bool = option(True, "write TensorBoard event files")
+    progress: bool = option(True, "show a tqdm progress bar (rank 0)")
+    export: bool = option(True, "export final (and best) weights with save_model for the ROS node")
 
 
 @dataclass

@@ -31,12 +31,12 @@ from dpt_perception.command_line import package_file, program_name
 from dpt_perception.inference.preprocess import check_preprocessing
 from dpt_perception.training.config import (
     Config,
-    _opt,
     add_flags,
     check_all,
     describe_options,
     flag_overrides,
     load_config,
+    option,
 )
 from dpt_perception.training.protocols import DEFAULT_MAX_DEPTH, DEFAULT_MIN_DEPTH, PROTOCOL_NAMES, PROTOCOLS
 from dpt_perception.training.report import markdown_report
@@ -47,45 +47,45 @@ AMP_MODES = ("none", "bf16", "fp16")
 
 @dataclass
 class EvalConfig(Config):
-    data: dict | str | None = _opt(
+    data: dict | str | None = option(
         None,
         "dataset spec (required): a mapping ({type: synthetic, length: 32}), a YAML file, an inline YAML "
         "mapping or a folder-format directory (read as {type: folder, root: DIR})",
     )
-    protocol: str = _opt(
+    protocol: str = option(
         "none",
         "published protocol: nyu (Eigen crop, 10 m), kitti (KB input crop, Garg crop, 80 m), ade20k "
         "(150 classes, annotation 0 ignored) or none",
     )
-    preprocessing: str = _opt(
+    preprocessing: str = option(
         "reference",
         "reference (the official float pipeline, bicubic outputs) or fast (the node's uint8 path)",
     )
-    png_quantize: bool = _opt(
+    png_quantize: bool = option(
         False, "quantise depth as the official flow's uint16 PNGs do (1/256 m KITTI, 1 mm NYU)"
     )
-    batch_size: int = _opt(4, "frames per Predictor call; same-sized ones share a forward")
-    num_workers: int = _opt(0, "DataLoader workers reading the frames")
-    depth_mode: str = _opt(
+    batch_size: int = option(4, "frames per Predictor call; same-sized ones share a forward")
+    num_workers: int = option(0, "DataLoader workers reading the frames")
+    depth_mode: str = option(
         "auto", "relative: align each image; metric: use the model's scale/shift; auto: from the model"
     )
     # None, not a number, so that "set by the user" is visible: nyu and kitti fix the depth range,
     # and a range given with them is an error rather than silently ignored.
-    min_depth: float | None = _opt(
+    min_depth: float | None = option(
         None,
         f"ignore ground truth below this depth in m (None = {DEFAULT_MIN_DEPTH:g}; fixed by protocol "
         "nyu/kitti, which do not take it)",
     )
-    max_depth: float | None = _opt(
+    max_depth: float | None = option(
         None,
         f"ignore ground truth beyond this depth in m, cap predictions (None = {DEFAULT_MAX_DEPTH:g}; "
         "fixed by protocol nyu/kitti, which do not take it)",
     )
-    max_batches: int = _opt(0, "stop after this many batches (0 = all)")
-    device: str = _opt("auto", "auto | cpu | cuda | cuda:N")
-    amp: str = _opt("none", "autocast precision: none | bf16 | fp16")
-    num_examples: int = _opt(4, "examples drawn as depth error maps")
-    out: str = _opt("eval_report", "output folder (report.json, report.md, plots/)")
+    max_batches: int = option(0, "stop after this many batches (0 = all)")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+    amp: str = option("none", "autocast precision: none | bf16 | fp16")
+    num_examples: int = option(4, "examples drawn as depth error maps")
+    out: str = option("eval_report", "output folder (report.json, report.md, plots/)")
 
     def validate(self) -> None:
         check_all([
