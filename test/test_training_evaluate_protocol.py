@@ -124,9 +124,9 @@ def test_ade20k_protocol_counts_labelled_pixels_only(tmp_path):
         anns.append(ann.astype(np.int64))
         rgbs.append(rgb)
     model = tiny_model(seed=2, heads=("segmentation",), num_classes=150)
-    options = dict(evaluate._DEFAULTS, data={"type": "ade20k", "root": str(root), "split": "validation",
-                                                   "transform": {"net_size": [64, 64]}},
-                   protocol="ade20k", device="cpu")
+    options = evaluate.EvalConfig(data={"type": "ade20k", "root": str(root), "split": "validation",
+                                        "transform": {"net_size": [64, 64]}},
+                                  protocol="ade20k", device="cpu")
     results, _, protocol = evaluate.run_evaluation(model, options)
     correct = labelled = 0
     for rgb, ann in zip(rgbs, anns):
@@ -157,8 +157,8 @@ def test_depth_mode_overrides_convert_the_predictor_output(tmp_path):
              ("relative", dict(depth_scale=0.5, depth_shift=0.1), False))
     for mode, overrides, relative in cases:
         model = tiny_model(seed=3, depth_weight_scale=20.0, **overrides)
-        options = dict(evaluate._DEFAULTS, device="cpu", data={"type": "x", "transform": {"net_size": 64}},
-                       depth_mode="relative" if relative else "metric")
+        options = evaluate.EvalConfig(device="cpu", data={"type": "x", "transform": {"net_size": 64}},
+                                      depth_mode="relative" if relative else "metric")
         results, _, _ = evaluate.run_evaluation(model, options, dataset=[sample])
         reference = PerceptionPipeline(model, device="cpu", net_size=64, preprocessing="reference")
         raw = reference.infer_image(rgb).depth

@@ -1,4 +1,5 @@
 """The paper-table command on BTS-style NYU / KITTI test sets the test writes."""
+import dataclasses
 import json
 
 import cv2
@@ -73,11 +74,11 @@ def test_paper_table_prints_the_published_numbers_next_to_ours(sets, capsys):
 
     # "ours" is the evaluation CLI's protocol run on the same frames (quantised as the official PNGs)
     dataset = paper.BTSListDataset(root / "kitti/list.txt", root / "kitti", root / "kitti", 256.0)
-    options = dict(evaluate._DEFAULTS, protocol="kitti", png_quantize=True, device="cpu", data={"type": "x"},
-                   batch_size=1)  # one frame per forward, as the paper command
+    options = evaluate.EvalConfig(protocol="kitti", png_quantize=True, device="cpu", data={"type": "x"},
+                                  batch_size=1)  # one frame per forward, as the paper command
     results, _, _ = evaluate.run_evaluation(load_model(str(weights["kitti"])), options, dataset)
     assert results["depth"]["abs_rel"] == pytest.approx(table["ours"]["kitti"]["depth"]["abs_rel"], rel=1e-12)
-    unquantised = dict(options, png_quantize=False)
+    unquantised = dataclasses.replace(options, png_quantize=False)
     other, _, _ = evaluate.run_evaluation(load_model(str(weights["kitti"])), unquantised, dataset)
     assert other["depth"]["abs_rel"] != results["depth"]["abs_rel"]  # quantisation is applied
     assert abs(other["depth"]["abs_rel"] - results["depth"]["abs_rel"]) < 1e-2
