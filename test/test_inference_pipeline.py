@@ -90,7 +90,7 @@ def test_bilinear_labels_follow_the_reference_path():
 
 
 def test_metric_model_converts_before_upsampling():
-    model = make_model(depth_mode="metric", depth_scale=0.5, depth_shift=0.1)
+    model = make_model(depth_kind="metric", depth_scale=0.5, depth_shift=0.1)
     pred = PerceptionPipeline(model, device="cpu", net_size=64)
     rgb = rgb_image(64, 64, seed=3)
     out = pred.infer_image(rgb)
@@ -256,7 +256,7 @@ def test_only_the_requested_outputs_come_back():
 
 
 def test_points_are_the_geometry_projection_of_metric_depth():
-    model = make_model(depth_mode="metric", depth_scale=0.5, depth_shift=0.1)
+    model = make_model(depth_kind="metric", depth_scale=0.5, depth_shift=0.1)
     pipeline = PerceptionPipeline(model, device="cpu", net_size=64, max_range=4.0)
     rgb = rgb_image(48, 80)
     out = pipeline.run([rgb, rgb], outputs=("depth", "points", "depth_color"), P=P_CAMERA)

@@ -111,7 +111,7 @@ def test_predictor_reference_outputs_equal_the_official_script():
 
 
 def test_reference_metric_depth_converts_at_network_resolution_then_resizes():
-    model = tiny_model(seed=1, depth_mode="metric", depth_scale=0.5, depth_shift=0.1)
+    model = tiny_model(seed=1, depth_kind="metric", depth_scale=0.5, depth_shift=0.1)
     rgb = sharp_image(50, 50, seed=4)
     out = PerceptionPipeline(model, device="cpu", net_size=64, preprocessing="reference").infer_image(rgb)
     x = torch.from_numpy(official_transform(rgb, 64, 64))[None]

@@ -40,7 +40,7 @@ def test_pair_outputs_are_each_teacher_alone_in_either_order(teachers):
         assert lowres.shape == (2, 7, 32, 48)
         assert pair.config.heads == ["depth", "segmentation"]
         assert pair.config.num_classes == 7 and pair.config.net_size == [64, 96]
-        assert pair.config.depth_mode == depth.config.depth_mode
+        assert pair.config.depth_kind == depth.config.depth_kind
 
 
 def test_pair_runs_only_the_model_of_each_requested_task(teachers):

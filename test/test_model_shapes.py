@@ -170,7 +170,7 @@ def test_depth_to_metric():
     assert torch.allclose(got, torch.tensor(expected))
     assert math.isclose(depth_to_metric(torch.tensor([-1.0]), 1.0, 0.0).item(), 1e8, rel_tol=1e-6)
     model = DPT(
-        DPTConfig.tiny("vit_base", heads=["depth"], depth_mode="metric", depth_scale=2.0, depth_shift=0.5)
+        DPTConfig.tiny("vit_base", heads=["depth"], depth_kind="metric", depth_scale=2.0, depth_shift=0.5)
     )
     assert torch.allclose(model.depth_to_metric(torch.tensor([1.0])), torch.tensor([0.4]))
 

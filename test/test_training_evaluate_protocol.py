@@ -57,7 +57,7 @@ def bts_errors(gt, pred):
 
 
 def test_kitti_protocol_on_the_cli_equals_an_independent_computation(tmp_path, capsys):
-    model = tiny_model(seed=0, depth_mode="metric", depth_scale=0.02, depth_shift=0.01)
+    model = tiny_model(seed=0, depth_kind="metric", depth_scale=0.02, depth_shift=0.01)
     save_model(model, tmp_path / "tiny.safetensors")
     frames = write_kitti_pairs(tmp_path)
     data = {"type": "kitti", "layout": "pairs", "pairs_file": str(tmp_path / "list.txt"),
@@ -141,8 +141,8 @@ def test_ade20k_protocol_counts_labelled_pixels_only(tmp_path):
     assert results["segmentation"]["pixel_accuracy"] == pytest.approx(correct / labelled, rel=1e-12)
 
 
-def test_depth_mode_overrides_convert_the_predictor_output(tmp_path):
-    """--depth-mode relative on a metric model aligns its inverse metres; --depth-mode metric on a
+def test_depth_kind_overrides_convert_the_pipeline_output(tmp_path):
+    """--depth-kind relative on a metric model aligns its inverse metres; --depth-kind metric on a
     relative model converts with the config's scale/shift (1 / max(s*x + t, 1e-8))."""
     from dpt_perception.inference.pipeline import PerceptionPipeline
     from dpt_perception.training.protocols import get_protocol, image_depth_errors
@@ -153,12 +153,12 @@ def test_depth_mode_overrides_convert_the_predictor_output(tmp_path):
     sample = {"image": rgb, "depth": gt, "depth_valid": np.ones_like(gt, bool), "has_depth": True,
               "has_labels": False, "ignore_index": 255}
     protocol = get_protocol("none", 1e-3, 80.0)
-    cases = (("metric", dict(depth_mode="metric", depth_scale=0.5, depth_shift=0.1), True),
+    cases = (("metric", dict(depth_kind="metric", depth_scale=0.5, depth_shift=0.1), True),
              ("relative", dict(depth_scale=0.5, depth_shift=0.1), False))
     for mode, overrides, relative in cases:
         model = tiny_model(seed=3, depth_weight_scale=20.0, **overrides)
         options = evaluate.EvalConfig(device="cpu", data={"type": "x", "transform": {"net_size": 64}},
-                                      depth_mode="relative" if relative else "metric")
+                                      depth_kind="relative" if relative else "metric")
         results, _, _ = evaluate.run_evaluation(model, options, dataset=[sample])
         reference = PerceptionPipeline(model, device="cpu", net_size=64, preprocessing="reference")
         raw = reference.infer_image(rgb).depth

@@ -43,7 +43,7 @@ def sets(tmp_path):
     _write_set(tmp_path / "kitti", (375, 1242), 256.0, 2, seed=1, missing=1)
     weights = {}
     for name, (scale, shift) in {"nyu": (0.02, 0.1), "kitti": (0.002, 0.012)}.items():
-        model = tiny_model(seed=0, depth_mode="metric", depth_scale=scale, depth_shift=shift,
+        model = tiny_model(seed=0, depth_kind="metric", depth_scale=scale, depth_shift=shift,
                            net_size=[64, 64], depth_weight_scale=20.0)
         weights[name], _ = save_model(model, tmp_path / f"tiny_{name}")
     return tmp_path, weights

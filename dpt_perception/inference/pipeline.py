@@ -281,7 +281,7 @@ class PerceptionPipeline:
     @property
     def depth_kind(self) -> str:
         """What the model's depth means: "metric" (metres) or "relative" (relative inverse depth)."""
-        return METRIC if self.config.depth_mode == METRIC else RELATIVE
+        return METRIC if self.config.depth_kind == METRIC else RELATIVE
 
     def net_shape_for(self, h: int, w: int) -> tuple[int, int]:
         return net_input_shape(h, w, self._net_size, multiple=32, rule=self.resize_rule)

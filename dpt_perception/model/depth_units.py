@@ -12,7 +12,7 @@ import numpy as np
 
 METRIC_EPS = 1e-8  # smallest metric inverse depth: 1e8 m, "infinitely far" for any camera
 
-#: What a depth map means, one vocabulary for the model config (`DPTConfig.depth_mode`), the
+#: What a depth map means, one vocabulary for the model config (`DPTConfig.depth_kind`), the
 #: pipeline's `Prediction.depth_kind`, evaluation and the metrics: "relative" = relative inverse
 #: depth (affine-invariant, larger = closer, no unit), "metric" = metres.
 RELATIVE, METRIC = "relative", "metric"

@@ -70,7 +70,7 @@ class ModelSection:
     config: dict = option(
         {"variant": "vit_base", "heads": ["depth", "segmentation"]},
         "keyword arguments of DPTConfig (variant, heads, num_classes, class_names, readout, aux_head, "
-        "depth_mode, ...)",
+        "depth_kind, ...)",
     )
     init_weights: str | None = option(
         None, "start from these weights (anything dpt_perception.model.load_model reads; None = random init)"
@@ -147,7 +147,7 @@ class EvalSection:
     best_metric: str = option(
         "auto", "metric that selects the best checkpoint (auto = miou if segmenting, else abs_rel)"
     )
-    depth_mode: str = option("auto", "relative (align per image) | metric | auto (from the model config)")
+    depth_kind: str = option("auto", "relative (align per image) | metric | auto (from the model config)")
     min_depth: float = option(1e-3, "ground truth below this depth (m) is ignored")
     max_depth: float = option(80.0, "ground truth beyond this depth (m) is ignored; predictions capped here")
 
@@ -185,8 +185,8 @@ class TrainConfig(Config):
             (t.warmup_steps >= 0, f"train.warmup_steps must be >= 0, got {t.warmup_steps}"),
             (self.data.batch_size >= 1, f"data.batch_size must be >= 1, got {self.data.batch_size}"),
             (
-                self.eval.depth_mode in ("auto", "relative", "metric"),
-                f"eval.depth_mode must be auto|relative|metric, got {self.eval.depth_mode!r}",
+                self.eval.depth_kind in ("auto", "relative", "metric"),
+                f"eval.depth_kind must be auto|relative|metric, got {self.eval.depth_kind!r}",
             ),
             (
                 isinstance(self.data.train, dict) and "type" in self.data.train,

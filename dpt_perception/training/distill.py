@@ -332,7 +332,7 @@ class Distiller:
         )
         self.student.to(self.device)
         dcfg = self.teachers.depth_model.config
-        self.relative = dcfg.depth_mode == "relative"
+        self.relative = dcfg.depth_kind == "relative"
         self.depth_loss = (
             cfg.depth_loss if cfg.depth_loss != "auto" else ("ssi" if self.relative else "silog")
         )

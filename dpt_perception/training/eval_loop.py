@@ -44,7 +44,7 @@ def evaluate_model(
     loader,
     device: torch.device,
     *,
-    depth_mode: str = "relative",
+    depth_kind: str = "relative",
     min_depth: float = 1e-3,
     max_depth: float = 80.0,
     ignore_index: int = 255,
@@ -84,7 +84,7 @@ def evaluate_model(
             if "depth" in outputs and bool(batch["has_depth"].any()):
                 if depth_metrics is None:
                     depth_metrics = DepthMetrics(
-                        depth_mode,
+                        depth_kind,
                         min_depth,
                         max_depth,
                         depth_scale=getattr(config, "depth_scale", 1.0),
@@ -130,7 +130,7 @@ def evaluate_model(
     extras: dict = {"examples": examples}
     if depth_metrics is not None:
         results["depth"] = depth_metrics.compute()
-        results["depth"]["mode"] = depth_mode
+        results["depth"]["mode"] = depth_kind
         if scatter_pred:
             extras["scatter"] = (np.concatenate(scatter_pred), np.concatenate(scatter_true))
     if confusion is not None:

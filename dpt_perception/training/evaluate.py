@@ -41,7 +41,7 @@ from dpt_perception.training.config import (
 from dpt_perception.training.protocols import DEFAULT_MAX_DEPTH, DEFAULT_MIN_DEPTH, PROTOCOL_NAMES, PROTOCOLS
 from dpt_perception.training.report import markdown_report
 
-DEPTH_MODES = ("auto", "relative", "metric")
+DEPTH_KINDS = ("auto", "relative", "metric")
 AMP_MODES = ("none", "bf16", "fp16")
 
 
@@ -64,9 +64,9 @@ class EvalConfig(Config):
     png_quantize: bool = option(
         False, "quantise depth as the official flow's uint16 PNGs do (1/256 m KITTI, 1 mm NYU)"
     )
-    batch_size: int = option(4, "frames per Predictor call; same-sized ones share a forward")
+    batch_size: int = option(4, "frames per pipeline call; same-sized ones share a forward")
     num_workers: int = option(0, "DataLoader workers reading the frames")
-    depth_mode: str = option(
+    depth_kind: str = option(
         "auto", "relative: align each image; metric: use the model's scale/shift; auto: from the model"
     )
     # None, not a number, so that "set by the user" is visible: nyu and kitti fix the depth range,
@@ -94,8 +94,8 @@ class EvalConfig(Config):
                 f"unknown protocol {self.protocol!r}; expected one of {PROTOCOL_NAMES}",
             ),
             (
-                self.depth_mode in DEPTH_MODES,
-                f"depth_mode must be one of {DEPTH_MODES}, got {self.depth_mode!r}",
+                self.depth_kind in DEPTH_KINDS,
+                f"depth_kind must be one of {DEPTH_KINDS}, got {self.depth_kind!r}",
             ),
             (self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
@@ -208,12 +208,12 @@ def run_evaluation(model, options: EvalConfig, dataset=None):
     protocol = get_protocol(options.protocol, **depth_range)
     batches = DataLoader(dataset, batch_size=options.batch_size, shuffle=False,
                          num_workers=options.num_workers, collate_fn=as_list)
-    depth_mode = model.config.depth_mode if options.depth_mode == "auto" else options.depth_mode
+    depth_kind = model.config.depth_kind if options.depth_kind == "auto" else options.depth_kind
     results, extras = evaluate_frames(
         predictor,
         batches,
         protocol,
-        relative=depth_mode == "relative",
+        relative=depth_kind == "relative",
         max_batches=options.max_batches,
         num_examples=options.num_examples,
         quantize_png=options.png_quantize,
