@@ -327,7 +327,7 @@ class PerceptionPipeline:
         for size, indices in groups.items():
             predictions = self._infer_degrading([checked[i] for i in indices], size, wanted)
             for idx, pred in zip(indices, predictions):
-                results[idx] = self._finish(pred, checked[idx], wanted, metric[idx], cameras[idx])
+                results[idx] = self._finish(pred, wanted, metric[idx], cameras[idx])
         return results  # type: ignore[return-value]
 
     @staticmethod
@@ -341,7 +341,7 @@ class PerceptionPipeline:
             raise ValueError(f"P must be one 3x4 matrix or one per frame ({n}), got {len(per_frame)}")
         return per_frame
 
-    def _finish(self, pred: Prediction, rgb: np.ndarray, wanted: tuple[str, ...], metric, P) -> Prediction:  # noqa: N803
+    def _finish(self, pred: Prediction, wanted: tuple[str, ...], metric, P) -> Prediction:  # noqa: N803
         """Host-side outputs of one frame: metric conversion, colours, points."""
         if pred.depth is not None and metric is not None and pred.depth_kind == RELATIVE:
             pred.depth = metres_from_relative(pred.depth, *metric)
