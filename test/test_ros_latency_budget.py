@@ -26,11 +26,8 @@ def test_latency_budget_and_auto_engine_over_dds(ros_env, tmp_path):
     with RosSession(ros_env, tmp_path) as s:
         probe = s.probe
 
-        def diag():
-            return s.status(suffix=": camera")
-
         def wait_for(condition, what):
-            s.wait_for(lambda: condition(diag()), 90.0, what)
+            s.wait_for(lambda: condition(s.camera_status()), 90.0, what)
             probe.messages["/diagnostics"].clear()  # the next check sees only newer statuses
 
         def set_one(name, value):
@@ -51,8 +48,8 @@ def test_latency_budget_and_auto_engine_over_dds(ros_env, tmp_path):
         wait_for(lambda d: d.get("net_size (HxW)") == "64x96"
                  and "explicit net_size wins" in d.get("latency budget", ""), "explicit net_size")
         probe.spin_for(1.5)
-        assert diag().get("net_size (HxW)") == "64x96", diag()
-        engine = diag().get("engine", "")
+        assert s.camera_status().get("net_size (HxW)") == "64x96", s.camera_status()
+        engine = s.camera_status().get("engine", "")
     assert re.fullmatch(r"eager/(fp32|bf16) \(auto\)", engine), engine
     text = s.log()
     assert re.search(r"engine eager/(fp32|bf16) \((the only candidate|measured)", text), text[-3000:]

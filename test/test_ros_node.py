@@ -51,9 +51,6 @@ def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_
     with RosSession(ros_env, tmp_path) as s:
         probe = s.probe
 
-        def diag():
-            return s.status(suffix=": camera")
-
         probe.subscribe("/diagnostics", DiagnosticArray, 10)
         node = s.start_node(
             "dpt_test_node", weights=weights, net_size=[64, 96], diagnostics_period=0.5, depth_mode="fixed",
@@ -66,10 +63,9 @@ def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_
         )
 
         # 1. Nobody subscribes to any output: frames arrive but nothing is computed.
-        s.wait_for(
-            lambda: int(diag().get("frames skipped (no subscribers)", 0)) >= 3, 60.0, "skips reported"
-        )
-        assert diag()["frames processed"] == "0"
+        skipped = "frames skipped (no subscribers)"
+        s.wait_for(lambda: int(s.camera_status().get(skipped, 0)) >= 3, 60.0, "skipped frames reported")
+        assert s.camera_status()["frames processed"] == "0"
 
         # 2. Subscribe to everything (and to the camera itself, for the source headers/pixels).
         topics = {
@@ -168,15 +164,15 @@ def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_
         )
 
         # 4. Diagnostics describe the stream.
-        s.wait_for(lambda: diag().get("network input (HxW)") == "64x96", 10.0, "network input 64x96")
-        values = diag()
+        s.wait_for(lambda: s.camera_status().get("network input (HxW)") == "64x96", 10.0, "input 64x96")
+        values = s.camera_status()
         assert values["device"] == "cpu" and values["precision"] == "fp32"
         assert float(values["input rate (Hz)"]) > 0 and int(values["frames processed"]) > 0
 
         # 5. Runtime resolution change through the SetParameters service, and rejected values.
         results = s.set_parameters("dpt_test_node", net_size=[96, 128])
         assert results[0].successful, results[0].reason
-        s.wait_for(lambda: diag().get("network input (HxW)") == "96x128", 20.0, "network input 96x128")
+        s.wait_for(lambda: s.camera_status().get("network input (HxW)") == "96x128", 20.0, "input 96x128")
         results = s.set_parameters("dpt_test_node", net_size=[100, 128])
         assert not results[0].successful and "multiple of 32" in results[0].reason
         results = s.set_parameters("dpt_test_node", weights="other.safetensors")
@@ -184,9 +180,9 @@ def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_
         results = s.set_parameters("dpt_test_node", labels_blend=2.0)
         assert not results[0].successful
         probe.spin_for(1.5)
-        assert diag().get("network input (HxW)") == "96x128"
+        assert s.camera_status().get("network input (HxW)") == "96x128"
         # Every per-size cache with entries/bound: two network sizes ran, so two token grids.
-        found = re.findall(r"([a-z_]+) (\d+)/(\d+)", diag()["caches"])
+        found = re.findall(r"([a-z_]+) (\d+)/(\d+)", s.camera_status()["caches"])
         caches = {name: (int(used), int(bound)) for name, used, bound in found}
         assert {"pos_embed", "label_taps", "point_rays"} <= set(caches), caches
         assert all(used <= bound for used, bound in caches.values()), caches
@@ -200,10 +196,10 @@ def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_
 
         def rejected():  # keep sending: a bad frame may be replaced by a camera frame before the worker looks
             bad_pub.publish(bad)
-            return int(diag().get("bad messages", 0)) >= 1
+            return int(s.camera_status().get("bad messages", 0)) >= 1
 
         s.wait_for(rejected, 20.0, "the malformed image counted as a bad message")
-        assert "step" in diag()["last bad message"]
+        assert "step" in s.camera_status()["last bad message"]
         s.wait_for(lambda: probe.count("/dpt/depth") >= before + 2, 20.0, "node still serving")
         assert node.poll() is None
 
@@ -281,9 +277,6 @@ def test_fit_mode_waits_for_sparse_depth_then_publishes_fitted_metres(
     with RosSession(ros_env, tmp_path) as s:
         probe = s.probe
 
-        def diag():
-            return s.status(suffix=": camera")
-
         for topic in ("/dpt/depth", "/dpt/depth/relative_inverse"):
             probe.subscribe(topic, Image, BEST_EFFORT)
         probe.subscribe("/diagnostics", DiagnosticArray, 10)
@@ -294,8 +287,8 @@ def test_fit_mode_waits_for_sparse_depth_then_publishes_fitted_metres(
         s.start_camera(width=WIDTH, height=HEIGHT, rate=6.0, distinct_frames=1)
         s.wait_for(lambda: probe.count("/dpt/depth/relative_inverse") >= 4, 60.0, "4 relative depth images")
         assert probe.count("/dpt/depth") == 0, "metres published before any scale/shift was fitted"
-        s.wait_for(lambda: diag().get("depth mode") == "fit", 10.0, "depth mode fit reported")
-        assert diag()["depth scale/shift (inverse)"] == "not fitted yet"
+        s.wait_for(lambda: s.camera_status().get("depth mode") == "fit", 10.0, "depth mode fit reported")
+        assert s.camera_status()["depth scale/shift (inverse)"] == "not fitted yet"
 
         sparse_pub = probe.node.create_publisher(Image, "/camera/sparse_depth", BEST_EFFORT)
         rng = np.random.default_rng(0)

@@ -83,7 +83,7 @@ def test_pair_serves_every_output_each_equal_to_its_own_model(ros_env, teachers,
         s.wait_for(
             lambda: probe.latest_status(suffix=": camera") is not None, 20.0, "a camera diagnostics status"
         )
-        values = s.status(suffix=": camera")
+        values = s.camera_status()
         assert "TWO encoders" in values["model"] and " ms " in values["model"], values
         assert values["encoder passes per frame"] == "2.00", values
         assert "seg_teacher" in values["weights"] and "depth_teacher" in values["weights"]

@@ -130,27 +130,41 @@ class RosSession:
     # --- waiting and diagnostics ---------------------------------------------------------------
 
     def wait_for(self, condition, timeout: float, what: str, log: str = "node") -> None:
-        """Spin the probe until `condition()` holds; fail after `timeout` s, saying `what` was
-        awaited, how many messages each subscribed topic got, the newest diagnostics and the tail
-        of the `log` process's log."""
-        if self.probe.spin_until(condition, timeout):
+        """Spin the probe until `condition()` holds. Fail after `timeout` s, or as soon as a process
+        of this session has exited (none of them ends on its own while a test waits on it), saying
+        `what` was awaited, how many messages each subscribed topic got, the newest diagnostics and
+        the tail of the `log` process's log (of the one that exited, if one did)."""
+        exited: dict[str, int] = {}
+
+        def done():
+            exited.update({n: p.returncode for n, p in self.procs.items() if p.poll() is not None})
+            return bool(exited) or condition()
+
+        if self.probe.spin_until(done, timeout) and not exited:
             return
         counts = {topic: len(got) for topic, got in self.probe.messages.items()}
         newest = self.probe.latest("/diagnostics")
         statuses = {} if newest is None else {s.name: status_values(s) for s in newest.status}
+        why = f"not within {timeout} s"
+        if exited:
+            log = next(iter(exited))
+            why = "the process of " + ", ".join(f"{n}.log exited with {code}" for n, code in exited.items())
         raise AssertionError(
-            f"{what}: not within {timeout} s\nmessages received: {counts}\nnewest diagnostics: "
-            f"{statuses}\n{log}.log tail:\n{self.log(log)[-LOG_TAIL:]}"
+            f"{what}: {why}\nmessages received: {counts}\nnewest diagnostics: {statuses}\n"
+            f"{log}.log tail:\n{self.log(log)[-LOG_TAIL:]}"
         )
 
     def wait_for_log(self, text: str, timeout: float, log: str = "node") -> None:
-        """Spin the probe until process `log`'s log contains `text`."""
+        """Spin the probe until process `log`'s log contains `text` (see wait_for)."""
         self.wait_for(lambda: text in self.log(log), timeout, f"{text!r} in {log}.log", log)
 
     def status(self, prefix: str = "", suffix: str = "") -> dict[str, str]:
-        """Key/values of the newest /diagnostics status named `prefix...suffix` ({} if none yet);
-        the node names its statuses "<node>: <camera>"."""
+        """Key/values of the newest /diagnostics status named `prefix...suffix` ({} if none yet)."""
         return status_values(self.probe.latest_status(prefix, suffix))
+
+    def camera_status(self, camera: str = "camera") -> dict[str, str]:
+        """The node's newest diagnostics of one camera (it names them "<node>: <camera>")."""
+        return self.status(suffix=f": {camera}")
 
     # --- parameters --------------------------------------------------------------------------
 
