@@ -75,11 +75,13 @@ class RosSession:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.close()
-        if exc_type is not None:
-            for name in self.procs:
-                print(f"----- {name}.log, last {FAILURE_LOG_TAIL} characters -----")
-                print(self.log(name)[-FAILURE_LOG_TAIL:])
+        try:
+            self.close()
+        finally:  # after the stop, so the logs are complete; pytest shows them with the failure
+            if exc_type is not None:
+                for name in self.procs:
+                    print(f"----- {name}.log, last {FAILURE_LOG_TAIL} characters -----")
+                    print(self.log(name)[-FAILURE_LOG_TAIL:])
 
     # --- processes ---------------------------------------------------------------------------
 
