@@ -141,26 +141,15 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
     pytest.importorskip("rclpy", reason="rclpy is not installed")
     pytest.importorskip("dpt_perception.msg", reason="messages not built (run scripts/setup.sh)")
     from diagnostic_msgs.msg import DiagnosticArray
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import GetParameters, SetParameters
-    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image, PointCloud2
 
     from dpt_perception.model.checkpoints import save_model
-    from dpt_perception.ros.probe import OutputProbe, param_args, start_process, stop_process
+
+    from helpers.ros_session import BEST_EFFORT, RosSession, parameter_msg
 
     save_model(_model(), tmp_path / "tiny")
     rng = random.Random(1234)
-    node = camera = probe = None
-
-    def value(v):
-        if isinstance(v, list):
-            return ParameterValue(type=ParameterType.PARAMETER_INTEGER_ARRAY, integer_array_value=v)
-        if isinstance(v, str):
-            return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=v)
-        if isinstance(v, int):
-            return ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=v)
-        return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(v))
 
     good = {
         "net_size": [[32, 32], [64, 64], [64, 96], [96, 64], [0, 0]],
@@ -180,39 +169,21 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
         "points_color": ["plaid"],
         "weights": ["other.safetensors"],
     }
-    try:
-        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]), name="hammer_probe")
+    with RosSession(ros_env, tmp_path, probe_name="hammer_probe") as s:
+        probe = s.probe
         probe.subscribe("/diagnostics", DiagnosticArray, 10)
         for topic, msg_type in (
             ("/dpt/depth", Image),
             ("/dpt/labels/color", Image),
             ("/dpt/points", PointCloud2),
         ):
-            probe.subscribe(topic, msg_type, qos_profile_sensor_data)
-        node = start_process(
-            "dpt_perception.ros.node",
-            [
-                "-r",
-                "__node:=hammered",
-                *param_args(
-                    weights=tmp_path / "tiny.safetensors",
-                    net_size=[64, 64],
-                    depth_mode="fixed",
-                    diagnostics_period=0.3,
-                    max_batch=2,
-                ),
-            ],
-            ros_env,
-            tmp_path / "node.log",
+            probe.subscribe(topic, msg_type, BEST_EFFORT)
+        node = s.start_node(
+            "hammered", weights=tmp_path / "tiny.safetensors", net_size=[64, 64], depth_mode="fixed",
+            diagnostics_period=0.3, max_batch=2,
         )
-        camera = start_process(
-            "dpt_perception.ros.camera_publisher",
-            param_args(rate=20.0, width=96, height=72, distinct_frames=2),
-            ros_env,
-            tmp_path / "camera.log",
-        )
-        log = tmp_path / "node.log"
-        assert probe.spin_until(lambda: probe.count("/dpt/points") >= 2, 90.0), log.read_text()[-3000:]
+        s.start_camera(rate=20.0, width=96, height=72, distinct_frames=2)
+        s.wait_for(lambda: probe.count("/dpt/points") >= 2, 90.0, "2 point clouds")
         set_client = probe.node.create_client(SetParameters, "/hammered/set_parameters")
         get_client = probe.node.create_client(GetParameters, "/hammered/get_parameters")
         assert probe.spin_until(set_client.service_is_ready, 15.0)
@@ -224,7 +195,7 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
                 table = bad if rng.random() < 0.3 else good
                 name = rng.choice(sorted(table))
                 v = rng.choice(table[name])
-                request.parameters.append(Parameter(name=name, value=value(v)))
+                request.parameters.append(parameter_msg(name, v))
             response = probe.call(set_client, request, timeout=30.0)
             assert response is not None, f"SetParameters call {i} got no answer (deadlock?)"
             answered += 1
@@ -239,9 +210,7 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
         assert rejected > 0 and node.poll() is None
         # Outputs keep flowing after the storm, and the node reports the last accepted settings.
         before = probe.count("/dpt/depth")
-        assert probe.spin_until(lambda: probe.count("/dpt/depth") >= before + 3, 60.0), log.read_text()[
-            -3000:
-        ]
+        s.wait_for(lambda: probe.count("/dpt/depth") >= before + 3, 60.0, "3 depth images after the storm")
         request = GetParameters.Request(names=sorted(last_good))
         response = probe.call(get_client, request, timeout=30.0)
         assert response is not None, "GetParameters got no answer"
@@ -253,14 +222,9 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
                 and got.string_value == want.string_value
                 and got.integer_value == want.integer_value
             ), f"{name}: node has {got}, last accepted {want}"
-        text = log.read_text(errors="replace")
+        text = s.log()
         assert "Traceback" not in text and "inference failed" not in text, text[-3000:]
         assert answered == 240 and node.poll() is None
-    finally:
-        stop_process(camera)
-        stop_process(node)
-        if probe is not None:
-            probe.close()
 
 
 def test_node_keeps_serving_through_a_simulated_oom(tmp_path, caplog):
