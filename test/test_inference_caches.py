@@ -14,13 +14,7 @@ from dpt_perception.inference.pipeline import PerceptionPipeline
 from dpt_perception.inference.preprocess import preprocess
 from dpt_perception.model.testing import tiny_model
 
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_lru_cache_drops_the_least_recently_used_entry():

@@ -12,13 +12,7 @@ from dpt_perception.model import DPT, DPTConfig
 from dpt_perception.model.depth_units import metres_from_relative
 from dpt_perception.model.testing import tiny_model
 
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_model(**overrides) -> DPT:

@@ -14,12 +14,7 @@ from dpt_perception.model.testing import tiny_model
 MEAN = STD = (0.5, 0.5, 0.5)
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def official_size(h, w, net_h, net_w, multiple=32):

@@ -15,12 +15,7 @@ from dpt_perception.training import evaluate
 KITTI_HW = (375, 1242)
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def official_input(rgb, net_hw):

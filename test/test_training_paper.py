@@ -5,20 +5,13 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from dpt_perception.model.checkpoints import load_model, save_model
 from dpt_perception.model.testing import tiny_model
 from dpt_perception.training import evaluate, paper
 from dpt_perception.training.protocols import PROTOCOLS
 
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _write_set(root, hw, png_scale, n, seed, missing=0):
