@@ -196,11 +196,11 @@ class DptPerception:
             on_error=lambda exc: log.error(f"inference failed: {exc}", throttle_duration_sec=5.0),
         )
         several = len(s.cameras) > 1
-        for camera in s.cameras:
+        for camera_ns in s.cameras:
             try:
-                channel = Camera(
+                camera = Camera(
                     self.node,
-                    camera,
+                    camera_ns,
                     s,
                     several,
                     self.pipeline.has_depth,
@@ -210,9 +210,9 @@ class DptPerception:
                 )
             except Exception as exc:  # an invalid topic name from the parameters (rclpy / rcl errors)
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise StartupError(f"camera {camera!r}: cannot create its topics: {reason}") from exc
-            channel.depth_uses_labels = bool(self.class_rules.too_far_ids.size)
-            self.cameras[channel.key] = channel
+                raise StartupError(f"camera {camera_ns!r}: cannot create its topics: {reason}") from exc
+            camera.depth_uses_labels = bool(self.class_rules.too_far_ids.size)
+            self.cameras[camera.key] = camera
         self.diagnostics_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.node.create_timer(s.diagnostics_period, self.publish_diagnostics)
         self.worker.start()
@@ -317,34 +317,34 @@ class DptPerception:
             elif param.name in ("too_far_classes", "points_exclude_classes"):
                 setattr(s, param.name, [str(c) for c in value])
                 self.class_rules = self._class_rules(s.too_far_classes, s.points_exclude_classes)
-                for channel in self.cameras.values():
-                    channel.depth_uses_labels = bool(self.class_rules.too_far_ids.size)
+                for camera in self.cameras.values():
+                    camera.depth_uses_labels = bool(self.class_rules.too_far_ids.size)
 
     # ---- inputs (executor thread: store only) ------------------------------------------------
-    def on_image(self, channel: Camera, msg) -> None:
-        channel.stats.on_received()
+    def on_image(self, camera: Camera, msg) -> None:
+        camera.stats.on_received()
         worker = self.worker
         if worker is not None:  # None between deactivate and a late callback
-            worker.submit((msg, time.monotonic()), key=channel.key)
+            worker.submit((msg, time.monotonic()), key=camera.key)
 
     # ---- inference (worker thread) -----------------------------------------------------------
     def process_batch(self, batch) -> None:
         log = self.log
         work = []
         for frame in batch:
-            channel = self.cameras[frame.key]
+            camera = self.cameras[frame.key]
             msg, received = frame.item
-            needs = channel.needs()
+            needs = camera.needs()
             if not needs.any_inference:
-                channel.stats.on_skipped()
+                camera.stats.on_skipped()
                 continue
             try:
                 rgb = message_to_rgb8(msg)
             except ImageConversionError as exc:
-                channel.stats.on_error(str(exc))
-                log.warning(f"{channel.key}: dropping bad image: {exc}", throttle_duration_sec=5.0)
+                camera.stats.on_error(str(exc))
+                log.warning(f"{camera.key}: dropping bad image: {exc}", throttle_duration_sec=5.0)
                 continue
-            work.append((channel, msg.header, received, rgb, needs))
+            work.append((camera, msg.header, received, rgb, needs))
         if not work:
             return
         outputs = tuple(name for name, wanted in (("depth", any(n.depth_head for *_, n in work)),
@@ -356,40 +356,40 @@ class DptPerception:
         if resized is not None:  # max_latency_ms: the largest size whose measured time fits
             self.pipeline.set_net_size(resized)
             log.info(f"latency budget {self.latency.budget_ms:g} ms: net_size now {list(resized)}")
-        for (channel, header, received, rgb, needs), prediction in zip(work, predictions):
+        for (camera, header, received, rgb, needs), prediction in zip(work, predictions):
             try:
-                self.publish(channel, header, rgb, prediction, needs)
+                self.publish(camera, header, rgb, prediction, needs)
             except (ValueError, ImageConversionError) as exc:
-                channel.stats.on_error(str(exc))
-                log.warning(f"{channel.key}: could not publish a frame: {exc}", throttle_duration_sec=5.0)
+                camera.stats.on_error(str(exc))
+                log.warning(f"{camera.key}: could not publish a frame: {exc}", throttle_duration_sec=5.0)
                 continue
-            channel.stats.on_processed(
+            camera.stats.on_processed(
                 latency, time.monotonic() - received, prediction.net_shape, prediction.source_shape
             )
 
-    def publish(self, channel: Camera, header, rgb: np.ndarray, prediction, needs: Needs) -> None:
+    def publish(self, camera: Camera, header, rgb: np.ndarray, prediction, needs: Needs) -> None:
         s = self.settings
         shape = prediction.source_shape
         metric = None
         if prediction.depth is not None:
-            converter = channel.depth
+            converter = camera.depth
             if converter.mode == "fit":
-                self._feed_sparse(channel, converter, header, prediction.depth)
+                self._feed_sparse(camera, converter, header, prediction.depth)
             metric, relative = converter.convert(prediction.depth, prediction.depth_kind)
             if needs.relative:
-                channel.relative_pub.publish(array_to_image(relative, "32FC1", header))
+                camera.relative_pub.publish(array_to_image(relative, "32FC1", header))
         classed = None
         if metric is not None:
             classed = self.class_rules.apply(metric, prediction.labels, want_static=needs.static)
             if needs.depth:
-                channel.depth_pub.publish(outputs.metric_depth_image(classed.depth, header, s.max_depth))
+                camera.depth_pub.publish(outputs.metric_depth_image(classed.depth, header, s.max_depth))
             if needs.static and classed.static_depth is not None:
                 static = outputs.metric_depth_image(classed.static_depth, header, s.max_depth)
-                channel.static_pub.publish(static)
-        info = channel.latest_info()
+                camera.static_pub.publish(static)
+        info = camera.latest_info()
         if info is None and (needs.depth_info or needs.points):
             self.log.warning(
-                f"{channel.key}: no CameraInfo received yet; depth/camera_info and points wait for it",
+                f"{camera.key}: no CameraInfo received yet; depth/camera_info and points wait for it",
                 throttle_duration_sec=5.0,
             )
         scaled_info = None
@@ -398,17 +398,17 @@ class DptPerception:
                 scaled_info = outputs.scaled_camera_info(info, header, shape)
             except ValueError as exc:  # depth and labels still go out
                 self.log.warning(
-                    f"{channel.key}: no depth/camera_info or points from this CameraInfo: {exc}",
+                    f"{camera.key}: no depth/camera_info or points from this CameraInfo: {exc}",
                     throttle_duration_sec=5.0,
                 )
         if scaled_info is not None and needs.depth_info and metric is not None:
-            channel.depth_info_pub.publish(scaled_info)
+            camera.depth_info_pub.publish(scaled_info)
         labels = prediction.labels
         if labels is not None:
             if needs.labels:
-                channel.labels_pub.publish(outputs.labels_image(labels, header))
+                camera.labels_pub.publish(outputs.labels_image(labels, header))
             if needs.labels_color:
-                channel.labels_color_pub.publish(
+                camera.labels_color_pub.publish(
                     outputs.labels_color_image(labels, self.palette, rgb, s.labels_blend, header)
                 )
         if needs.points and metric is not None and scaled_info is not None:
@@ -420,18 +420,18 @@ class DptPerception:
                 )
             except ValueError as exc:  # unusable intrinsics: skip the cloud, keep depth and labels
                 self.log.warning(
-                    f"{channel.key}: no point cloud from this CameraInfo: {exc}", throttle_duration_sec=5.0
+                    f"{camera.key}: no point cloud from this CameraInfo: {exc}", throttle_duration_sec=5.0
                 )
             else:
-                channel.points_pub.publish(cloud)
+                camera.points_pub.publish(cloud)
 
     def _feed_sparse(
-        self, channel: Camera, converter: CameraDepth, header, relative: np.ndarray
+        self, camera: Camera, converter: CameraDepth, header, relative: np.ndarray
     ) -> None:
-        sparse = channel.latest_sparse()
+        sparse = camera.latest_sparse()
         if sparse is None:
             self.log.warning(
-                f"{channel.key}: fit mode is waiting for sparse depth on {channel.sparse_sub.topic_name}",
+                f"{camera.key}: fit mode is waiting for sparse depth on {camera.sparse_sub.topic_name}",
                 throttle_duration_sec=10.0,
             )
             return
@@ -442,10 +442,10 @@ class DptPerception:
             converter.observe_sparse(relative, outputs.sparse_depth_array(sparse))
         except ValueError as exc:  # ImageConversionError too: a bad side input
             # Only the fit degrades: the last good scale/shift stays, this frame's outputs go out.
-            if channel.rejected_sparse is not sparse:  # say why once per bad message
-                channel.rejected_sparse = sparse
+            if camera.rejected_sparse is not sparse:  # say why once per bad message
+                camera.rejected_sparse = sparse
                 self.log.warning(
-                    f"{channel.key}: ignoring bad sparse depth on {channel.sparse_sub.topic_name} "
+                    f"{camera.key}: ignoring bad sparse depth on {camera.sparse_sub.topic_name} "
                     f"(keeping the last fit): {exc}",
                     throttle_duration_sec=5.0,
                 )
@@ -471,11 +471,11 @@ class DptPerception:
             "out-of-memory fallbacks": str(getattr(self.pipeline, "oom_events", 0)),
             "caches": cache_report(),  # entries/bound of every per-size cache (dpt_perception.caches)
         }
-        for key, channel in self.cameras.items():
-            stats = channel.stats.snapshot()
+        for key, camera in self.cameras.items():
+            stats = camera.stats.snapshot()
             stats["dropped"] = self.worker.gatherer.mailbox(key).dropped
             extra = dict(common)
-            depth = channel.depth
+            depth = camera.depth
             if depth.mode == "fixed":
                 extra["depth scale/shift (inverse)"] = f"{depth.scale:g} / {depth.shift:g}"
             if depth.mode == "fit":
