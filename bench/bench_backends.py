@@ -4,7 +4,8 @@
 Per backend spec (backend:precision[+option...]) it measures
   - model latency (engine forward on a fixed normalised input; mean, p50, p95, min),
   - end-to-end latency for a 640x480 uint8 frame (upload, resize, normalise, forward, depth
-    upsampling, arg-max, download: `DevicePipeline.run`), resized with the "fixed" rule to --size
+    upsampling, arg-max, download: `PerceptionPipeline.run`, the node's path), resized with the
+    "fixed" rule to --size
     so the network input is the same as in the model-only timing,
   - throughput (images/s of the model forward at --batch),
   - peak memory: process RSS sampled during the backend's runs on CPU,
@@ -42,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dpt_perception.inference.backends import make_engine  # noqa: E402
 from dpt_perception.inference.backends.agreement import compare_outputs  # noqa: E402
-from dpt_perception.inference.backends.device_pipeline import DevicePipeline  # noqa: E402
 from dpt_perception.inference.backends.model_configs import CONFIG_NAMES, config_by_name, parse_heads  # noqa: E402
+from dpt_perception.inference.pipeline import PerceptionPipeline  # noqa: E402
 from dpt_perception.model import DPT  # noqa: E402
 
 DEFAULT_CPU_SPECS = (
@@ -206,7 +207,7 @@ def build_backend(
         mem = rss.peak
     pipe = None
     if not args.no_e2e and (args.batch == 1 or not onnx_based):
-        pipe = DevicePipeline(engine, config=config, device=device, net_size=size, resize_rule="fixed")
+        pipe = PerceptionPipeline(engine, device=str(device), net_size=size, resize_rule="fixed")
         # Warm the end-to-end path too: its input is made under inference_mode, which a compiled
         # engine specialises on (one more compile on the first call).
         for _ in range(max(1, args.warmup)):

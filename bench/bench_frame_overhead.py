@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dpt_perception.inference.colorize import colorize_depth, colorize_labels, colormap_lut  # noqa: E402
 from dpt_perception.inference.geometry import PointCloudProjector, pack_rgb_float  # noqa: E402
 from dpt_perception.inference.labels import labels_from_logits, labels_nearest  # noqa: E402
-from dpt_perception.inference.predictor import upsample_depth_numpy  # noqa: E402
+from dpt_perception.inference.pipeline import upsample_depth_numpy  # noqa: E402
 from dpt_perception.inference.preprocess import net_input_shape, preprocess  # noqa: E402
 from dpt_perception.model.classes import default_palette  # noqa: E402
 from dpt_perception.model.testing import layout_logits, voronoi_layout  # noqa: E402

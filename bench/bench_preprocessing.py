@@ -36,11 +36,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dpt_perception.inference.labels import labels_bicubic, labels_from_logits  # noqa: E402
-from dpt_perception.inference.predictor import Predictor, upsample_depth, upsample_depth_numpy  # noqa: E402
+from dpt_perception.inference.pipeline import PerceptionPipeline, upsample_depth, upsample_depth_numpy  # noqa: E402
 from dpt_perception.inference.preprocess import preprocess  # noqa: E402
+from dpt_perception.inference.sample_frames import sample_frames  # noqa: E402
 from dpt_perception.model.checkpoints import load_model  # noqa: E402
 from dpt_perception.model.testing import layout_logits, voronoi_layout  # noqa: E402
-from dpt_perception.ros.sample_frames import sample_frames  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "dpt_perception/data/demo_weights/dpt_demo_synthetic.safetensors"
 
@@ -78,8 +78,8 @@ def median_ms(values: list[float]) -> float:
 
 
 def compare(model, rgb: np.ndarray, net_size, repeats: int) -> dict:
-    fast = Predictor(model, device="cpu", net_size=net_size, preprocessing="fast")
-    ref = Predictor(model, device="cpu", net_size=net_size, preprocessing="reference")
+    fast = PerceptionPipeline(model, device="cpu", net_size=net_size, preprocessing="fast")
+    ref = PerceptionPipeline(model, device="cpu", net_size=net_size, preprocessing="reference")
     shape = fast.net_shape_for(*rgb.shape[:2])
     x_fast = preprocess(rgb, shape, model.config.mean, model.config.std, preprocessing="fast")
     x_ref = preprocess(rgb, shape, model.config.mean, model.config.std, preprocessing="reference")

@@ -61,7 +61,7 @@ DEMO_CONFIG = ROOT / "config" / "train_demo.yaml"
 def model_section(config: str, size: int, classes: int | None) -> dict:
     """The ``model`` section of a TrainConfig for ``config`` at input ``size``."""
     if config == "tiny":
-        section = load_config(DEMO_CONFIG).to_dict()["model"]
+        section = load_config(TrainConfig, DEMO_CONFIG).to_dict()["model"]
         section["config"].update(image_size=size, net_size=[size, size])
     else:
         section = {"tiny": False, "config": {"variant": "vit_hybrid", "heads": ["depth", "segmentation"]}}

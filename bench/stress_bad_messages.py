@@ -12,7 +12,7 @@ so the nodes really decode every frame they take. Messages are drawn at random f
                   a PNG header claiming 70000 x 70000 pixels (decompression bomb)
   CameraInfo      NaN / Inf / zero / negative intrinsics, missing, other or huge declared size
 Afterwards a good CameraInfo + frame must come out right (depth and labels equal an in-process
-Predictor on the same pixels, the point cloud follows the pinhole formula) and both nodes must
+PerceptionPipeline on the same pixels, the point cloud follows the pinhole formula) and both nodes must
 still be alive. Prints the figures; exit status 0 only when every check holds:
   - every frame a node received is accounted for on /diagnostics (processed, rejected as a bad
     message, or dropped because a newer one replaced it) and no error escaped to the
@@ -246,7 +246,7 @@ def main(argv=None) -> int:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-    from dpt_perception.inference.predictor import Predictor
+    from dpt_perception.inference.pipeline import PerceptionPipeline
     from dpt_perception.model import DPT, DPTConfig
     from dpt_perception.model.checkpoints import load_model, save_model
     from dpt_perception.ros.image_conversion import output_image_to_array, rgb8_to_compressed, rgb8_to_image
@@ -376,7 +376,7 @@ def main(argv=None) -> int:
             for _, info_pub in pubs.values():
                 info_pub.publish(good_info)
             probe.spin_for(0.1)
-        predictor = Predictor(load_model(weights), device="cpu", net_size=(64, 64))
+        predictor = PerceptionPipeline(load_model(weights), device="cpu", net_size=(64, 64))
         results, good_sent = {}, {}
         for key, s in setups.items():
             image_pub, info_pub = pubs[key]

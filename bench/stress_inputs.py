@@ -6,7 +6,7 @@ Each measurement runs in a fresh child process (its peak RSS growth is its own):
   - a ~1 KB 8-bit RLE BMP declaring bomb-side x bomb-side pixels, decoded by `cv2.imdecode` alone
     (what the node did before its decoder checked every format's header) and by
     `inference.image_decoding.decode_image` (refused from the header);
-  - one strip frame (and its transpose) through `Predictor.infer_image` with the tiny 150-class
+  - one strip frame (and its transpose) through `PerceptionPipeline.infer_image` with the tiny 150-class
     model at --net-size: network input, time of the first and a second call, peak RSS growth.
   - traffic through the node's worker (an in-process `DptNode` in fit mode with the tiny model, its
     batch function driven directly, outputs subscribed): steady good frames with good sparse depth,
@@ -15,7 +15,7 @@ Each measurement runs in a fresh child process (its peak RSS growth is its own):
     Images, and bad sparse depth (NaN, Inf / negative, wrong encoding, truncated, huge declared
     size, another resolution) fed before a good frame. Per case: the process's peak RSS against the
     steady state, the worker's time on the bad message (the stall), and whether the good frame
-    after it equals an independent Predictor's depth and labels.
+    after it equals an independent PerceptionPipeline's depth and labels.
 Checks (exit status 1 if one fails): the guarded decode refuses the bomb in < 10 ms with < 8 MiB
 growth; every strip frame takes < 10 s, < 256 MiB, with a network input of at most
 MAX_NET_AREA_RATIO x the target's pixels; in traffic, every case's peak RSS <= 1.5x the steady
@@ -60,10 +60,10 @@ if args["kind"] == "bomb":
     out = {"bytes": len(data), "result": result}
 else:
     import numpy as np, torch
-    from dpt_perception.inference.predictor import Predictor
+    from dpt_perception.inference.pipeline import PerceptionPipeline
     from dpt_perception.model.testing import tiny_model
     torch.set_num_threads(1)
-    predictor = Predictor(tiny_model(num_classes=150, net_size=args["net"]), device="cpu")
+    predictor = PerceptionPipeline(tiny_model(num_classes=150, net_size=args["net"]), device="cpu")
     predictor.infer_image(np.zeros((32, 32, 3), np.uint8))
     rgb = np.random.default_rng(0).integers(0, 256, (*args["shape"], 3), dtype=np.uint8)
     before, start = peak_mib(), time.perf_counter()
@@ -131,10 +131,11 @@ def traffic(net: list[int], strip: list[int], bomb_side: int) -> dict:
     import rclpy
     import torch
     from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import CompressedImage, Image
 
-    from dpt_perception.inference.predictor import Predictor
+    from dpt_perception.inference.pipeline import PerceptionPipeline
     from dpt_perception.inference.scheduling import GatheredFrame
     from dpt_perception.model.checkpoints import save_model
     from dpt_perception.model.testing import tiny_model
@@ -145,7 +146,7 @@ def traffic(net: list[int], strip: list[int], bomb_side: int) -> dict:
 
     folder = Path(tempfile.mkdtemp(prefix="stress_traffic_"))
     save_model(tiny_model(num_classes=150, net_size=net), folder / "tiny")
-    reference = Predictor(tiny_model(num_classes=150, net_size=net), device="cpu")
+    reference = PerceptionPipeline(tiny_model(num_classes=150, net_size=net), device="cpu")
     rng = np.random.default_rng(0)
     good_rgb = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
     expected = reference.infer_image(good_rgb)
@@ -162,19 +163,25 @@ def traffic(net: list[int], strip: list[int], bomb_side: int) -> dict:
             Parameter("depth_mode", value="fit"),
             Parameter("sparse_depth_topic", value="sparse_depth"),
         ])
-        node.worker.stop()  # the bench drives the worker's batch function itself
+        node.perception.worker.stop()  # the bench drives the worker's batch function itself
         for topic in ("dpt/depth", "dpt/labels"):
             node.create_subscription(Image, topic, lambda msg: None, 10)
-        key = next(iter(node.channels))
-        channel = node.channels[key]
+        key = next(iter(node.perception.cameras))
+        channel = node.perception.cameras[key]
+        spinner = SingleThreadedExecutor(context=context)
+        spinner.add_node(node)
+        for _ in range(200):  # the node learns of its subscribers from the matched events
+            if channel.needs().depth and channel.needs().labels:
+                break
+            spinner.spin_once(timeout_sec=0.05)
         captured = []
-        publish = node._publish
+        publish = node.perception.publish
 
         def capture(channel, header, rgb, prediction, needs):
             captured.append(prediction)
             return publish(channel, header, rgb, prediction, needs)
 
-        node._publish = capture
+        node.perception.publish = capture
         stamp = [0]
 
         def stamped(msg):
@@ -188,7 +195,7 @@ def traffic(net: list[int], strip: list[int], bomb_side: int) -> dict:
 
         def frame(msg) -> float:
             start = time.perf_counter()
-            node._process_batch([GatheredFrame(key, (stamped(msg), time.monotonic()), 0.0)])
+            node.perception.process_batch([GatheredFrame(key, (stamped(msg), time.monotonic()), 0.0)])
             return time.perf_counter() - start
 
         def good_sparse():
@@ -254,7 +261,7 @@ def traffic(net: list[int], strip: list[int], bomb_side: int) -> dict:
                 stall = frame(rgb8_to_image(good_rgb))
             peak = _rss("VmHWM")
             stats = channel.stats.snapshot()
-            depth = node.depth[key]
+            depth = node.perception.cameras[key].depth
             if kind == "image":
                 outcome = f"dropped: {stats['last_error']}" if stats["errors"] > errors else "processed"
             elif channel.rejected_sparse is msg:
@@ -265,7 +272,7 @@ def traffic(net: list[int], strip: list[int], bomb_side: int) -> dict:
             results.append({"case": name, "peak_mib": peak / 2**20, "peak_ratio": peak / steady,
                             "stall_s": stall, "outcome": outcome, "good_after_ok": ok})
         return {"steady_mib": steady / 2**20, "frame_s": frame_s, "cases": results,
-                "worker_errors": node.worker.stats().errors if node.worker else 0}
+                "worker_errors": node.perception.worker.stats().errors if node.perception.worker else 0}
     finally:
         if node is not None:
             node.shutdown()

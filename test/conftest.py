@@ -106,3 +106,15 @@ def node_start_up_problems(
             if missing:
                 problems.append(f"{name}: message does not name {missing}\n{tail}")
     return problems
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (restored after): numerics and timings that do not depend
+    on the machine's core count, and no oversubscription next to DDS child processes."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -1,4 +1,4 @@
-"""onnxruntime backend agrees with eager fp32 and drops into the Predictor.
+"""onnxruntime backend agrees with eager fp32 and drops into the PerceptionPipeline.
 
 Tolerance: depth aligned relative error <= 1e-4 and labels >= 99.9 % (fp32 graph)."""
 
@@ -10,7 +10,7 @@ from dpt_perception.inference.backends import make_engine
 from dpt_perception.inference.backends.agreement import FP32_TOLERANCE, compare_outputs
 from dpt_perception.inference.backends.onnxruntime_engine import OnnxRuntimeEngine
 from dpt_perception.inference.export import export_onnx
-from dpt_perception.inference.predictor import Predictor
+from dpt_perception.inference.pipeline import PerceptionPipeline
 from dpt_perception.model.testing import tiny_model
 
 FP32_DEPTH, FP32_LABELS = FP32_TOLERANCE
@@ -64,8 +64,8 @@ def test_engine_drops_into_the_predictor(model, onnx_path):
     frames = [rng.integers(0, 256, (150, 100, 3), dtype=np.uint8) for _ in range(2)]
     frames = [np.ascontiguousarray(f.transpose(1, 0, 2)) for f in frames]  # 100x150
     kwargs = dict(device="cpu", net_size=(64, 96), resize_rule="fixed")
-    ref = Predictor(model, **kwargs).infer_batch(frames)
-    got = Predictor(OnnxRuntimeEngine(onnx_path), **kwargs).infer_batch(frames)
+    ref = PerceptionPipeline(model, **kwargs).infer_batch(frames)
+    got = PerceptionPipeline(OnnxRuntimeEngine(onnx_path), **kwargs).infer_batch(frames)
     for r, g in zip(ref, got):
         assert g.depth.shape == (100, 150) and g.net_shape == (64, 96)
         np.testing.assert_allclose(g.depth, r.depth, rtol=1e-3, atol=1e-4 * float(np.abs(r.depth).max()))

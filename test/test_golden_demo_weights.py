@@ -3,7 +3,7 @@ values, so that a change of numerics anywhere on the node's path (checkpoint loa
 the network, depth/label upsampling, the exact label ids, relative -> metric depth, class-aware
 depth, point projection) fails here, even when every unit test still holds.
 
-The path is the node's: `Predictor` (CPU, fp32, the model's own net_size) -> `CameraDepth` in
+The path is the node's: `PerceptionPipeline` (CPU, fp32, the model's own net_size) -> `CameraDepth` in
 `fixed` mode -> `ClassAwareDepth` with the node's default `too_far_classes: [auto]` (sky = +Inf,
 no point) -> `PointCloudProjector` with P = [K | 0].
 
@@ -54,16 +54,18 @@ def compute() -> dict[str, np.ndarray]:
     import torch.nn.functional as F
 
     from dpt_perception.inference.class_aware_depth import ClassAwareDepth
+    from dpt_perception.inference.depth_semantics import CameraDepth
     from dpt_perception.inference.geometry import PointCloudProjector
-    from dpt_perception.inference.predictor import Predictor
+    from dpt_perception.inference.pipeline import PerceptionPipeline
+    from dpt_perception.inference.sample_frames import sample_frames
     from dpt_perception.model.checkpoints import load_model
     from dpt_perception.ros.demo import DEMO_WEIGHTS
-    from dpt_perception.ros.depth_semantics import CameraDepth
-    from dpt_perception.ros.sample_frames import sample_frames
 
     rgb, k, _truth = sample_frames(FRAME_COUNT, *FRAME_HW)[FRAME_INDEX]
     model = load_model(DEMO_WEIGHTS)
-    prediction = Predictor(model, device="cpu", precision="fp32", return_logits=True).infer_image(rgb)
+    pipeline = PerceptionPipeline(model, device="cpu", precision="fp32",
+                                  outputs=("depth", "labels", "logits"))
+    prediction = pipeline.infer_image(rgb)
     metric, relative = CameraDepth("fixed", DEPTH_SCALE, DEPTH_SHIFT).convert(
         prediction.depth, prediction.depth_kind
     )

@@ -10,17 +10,11 @@ import torch
 from dpt_perception.caches import LRUCache, bounded_cache, cache_report, cache_usage, live_caches
 from dpt_perception.inference.geometry import PointCloudProjector
 from dpt_perception.inference.labels import axis_taps
-from dpt_perception.inference.predictor import Predictor
+from dpt_perception.inference.pipeline import PerceptionPipeline
 from dpt_perception.inference.preprocess import preprocess
 from dpt_perception.model.testing import tiny_model
 
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_lru_cache_drops_the_least_recently_used_entry():
@@ -84,13 +78,13 @@ def test_a_one_off_frame_size_leaves_no_label_index_behind():
     set of the frames after it (it did: +24 MiB per one-off size, until evicted)."""
     from dpt_perception.inference.labels import _gather_index
 
-    predictor = Predictor(tiny_model(seed=0, num_classes=150, net_size=[64, 64]), device="cpu")
+    pipeline = PerceptionPipeline(tiny_model(seed=0, num_classes=150, net_size=[64, 64]), device="cpu")
     rng = np.random.default_rng(0)
     gather = _gather_index.cache
     gather.clear()  # (other tests' sizes would be evicted by the count bound below)
-    predictor.infer_image(rng.integers(0, 256, (2048, 96, 3), dtype=np.uint8))
+    pipeline.infer_image(rng.integers(0, 256, (2048, 96, 3), dtype=np.uint8))
     assert gather.bytes == 0
-    predictor.infer_image(rng.integers(0, 256, (2048, 96, 3), dtype=np.uint8))
+    pipeline.infer_image(rng.integers(0, 256, (2048, 96, 3), dtype=np.uint8))
     assert gather.bytes == 2048 * 96 * np.dtype(np.intp).itemsize  # (one band or several: every pixel)
 
 
@@ -123,9 +117,9 @@ def test_the_normalisation_constants_cache_is_bounded():
 
 def test_a_stream_of_ever_new_widths_keeps_every_cache_within_its_bound():
     """48 frames, each of a new width (24 network widths, 48 label geometries), through the
-    Predictor: the position-embedding and label-tap caches fill up to their bounds and stay there."""
+    PerceptionPipeline: the position-embedding and label-tap caches fill up to their bounds and stay there."""
     model = tiny_model(seed=0)
-    predictor = Predictor(model, device="cpu", net_size=(96, 96))
+    predictor = PerceptionPipeline(model, device="cpu", net_size=(96, 96))
     pos_cache = model.encoder._pos_cache
     taps = axis_taps.cache
     projector = PointCloudProjector()

@@ -16,18 +16,13 @@ from dpt_perception.inference.memory import (
     check_net_size,
     estimate_forward_bytes,
 )
-from dpt_perception.inference.predictor import Predictor
+from dpt_perception.inference.pipeline import PerceptionPipeline, forward_for_class_ids
 from dpt_perception.model.testing import tiny_model
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _status(key: str) -> int:
@@ -59,8 +54,11 @@ def test_the_estimate_is_close_to_the_measured_peak(variant, heads, lowres):
     model = tiny_model(variant, seed=0)
     x = torch.zeros(1, 3, 1024, 1024)  # every big tensor mmapped: freed pages leave the RSS
     with torch.inference_mode():
-        model(x, heads=heads, lowres_logits=lowres)  # warm: weights, caches, allocator
-        measured = _peak_of(lambda: model(x, heads=heads, lowres_logits=lowres))
+        def forward():
+            return forward_for_class_ids(model, x, heads) if lowres else model(x, heads=heads)
+
+        forward()  # warm: weights, caches, allocator
+        measured = _peak_of(forward)
     estimate = estimate_forward_bytes(model.config, (1024, 1024), heads=heads, lowres_logits=lowres)
     assert 0.9 * measured <= estimate <= 2.5 * measured, (estimate / 2**20, measured / 2**20)
 
@@ -103,7 +101,7 @@ def test_a_net_size_that_does_not_fit_names_the_estimate_the_limit_and_what_fits
 
 
 def test_the_predictor_checks_with_its_own_model_and_settings(monkeypatch):
-    predictor = Predictor(tiny_model(seed=0), device="cpu", net_size=(64, 64))
+    predictor = PerceptionPipeline(tiny_model(seed=0), device="cpu", net_size=(64, 64))
     monkeypatch.setattr(memory, "available_bytes", lambda device: 64 << 20)
     assert predictor.check_memory().fits
     big = predictor.check_memory((4096, 4096))
@@ -115,7 +113,7 @@ def test_the_predictor_checks_with_its_own_model_and_settings(monkeypatch):
 def test_memory_returns_to_steady_state_after_a_big_frame():
     """A 1024 x 1024 forward (~+300 MiB at its peak) leaves no buffers behind: the resident set
     after it and a few ordinary frames is within a small tolerance of the steady state."""
-    predictor = Predictor(tiny_model(seed=0), device="cpu", net_size=(128, 128))
+    predictor = PerceptionPipeline(tiny_model(seed=0), device="cpu", net_size=(128, 128))
     rng = np.random.default_rng(0)
     small = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
     big = rng.integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
@@ -162,18 +160,18 @@ def test_the_node_lowers_a_start_up_net_size_that_cannot_fit_and_refuses_one_at_
             Parameter("net_size", value=[4096, 4096]),
             Parameter("depth_mode", value="fixed"),
         ])
-        lowered = node.predictor.net_size
+        lowered = node.perception.pipeline.net_size
         logged = capfd.readouterr().err
         assert "net_size [4096, 4096] needs about" in logged, logged
         assert f"lowered to {list(lowered)}" in logged, logged
         assert lowered[0] == lowered[1] and lowered[0] % 32 == 0 and 512 <= lowered[0] < 1024, lowered
-        assert node.predictor.check_memory().fits
+        assert node.perception.pipeline.check_memory().fits
         result = node.set_parameters([Parameter("net_size", value=[4096, 4096])])[0]
         assert not result.successful and "needs about" in result.reason and "MiB" in result.reason, result
         assert str(list(lowered)) in result.reason  # the largest that fits, named
-        assert node.predictor.net_size == lowered
+        assert node.perception.pipeline.net_size == lowered
         assert node.set_parameters([Parameter("net_size", value=[256, 256])])[0].successful
-        assert node.predictor.net_size == (256, 256)
+        assert node.perception.pipeline.net_size == (256, 256)
     finally:
         if node is not None:
             node.shutdown()
@@ -188,7 +186,7 @@ def test_rss_returns_to_steady_state_after_a_strip_frame():
     frame after it trims the heap, and the resident set comes back near its steady state."""
     from dpt_perception.caches import live_caches
 
-    predictor = Predictor(tiny_model(seed=0, num_classes=150, net_size=[384, 384]), device="cpu")
+    predictor = PerceptionPipeline(tiny_model(seed=0, num_classes=150, net_size=[384, 384]), device="cpu")
     rng = np.random.default_rng(0)
     small = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
     for _ in range(8):

@@ -7,19 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from dpt_perception.inference.labels import labels_bicubic
-from dpt_perception.inference.predictor import Predictor
+from dpt_perception.inference.pipeline import PerceptionPipeline
 from dpt_perception.inference.preprocess import PREPROCESSING, preprocess, preprocess_many
 from dpt_perception.model.testing import tiny_model
 
 MEAN = STD = (0.5, 0.5, 0.5)
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def official_size(h, w, net_h, net_w, multiple=32):
@@ -58,7 +53,7 @@ def sharp_image(h, w, seed=0):
 def test_reference_input_equals_the_official_float_transforms(hw, net):
     rgb = sharp_image(*hw)
     expected = official_transform(rgb, *net)
-    pred = Predictor(tiny_model(seed=0), device="cpu", net_size=net, preprocessing="reference")
+    pred = PerceptionPipeline(tiny_model(seed=0), device="cpu", net_size=net, preprocessing="reference")
     shape = pred.net_shape_for(*hw)
     assert shape == expected.shape[1:]
     x = preprocess(rgb, shape, MEAN, STD, "cpu", preprocessing="reference")
@@ -85,7 +80,7 @@ def test_batches_equal_single_frames_and_bad_names_are_rejected():
     with pytest.raises(ValueError, match="unknown preprocessing 'exact'.*'fast', 'reference'"):
         preprocess_many(images, (32, 64), MEAN, STD, preprocessing="exact")
     with pytest.raises(ValueError, match="unknown preprocessing"):
-        Predictor(tiny_model(seed=0), device="cpu", preprocessing="official")
+        PerceptionPipeline(tiny_model(seed=0), device="cpu", preprocessing="official")
     assert PREPROCESSING == ("fast", "reference")
 
 
@@ -94,7 +89,7 @@ def test_predictor_reference_outputs_equal_the_official_script():
     labels = argmax of the bicubically resized logits."""
     model = tiny_model(seed=0)
     rgb = sharp_image(45, 70, seed=3)
-    pred = Predictor(model, device="cpu", net_size=64, preprocessing="reference")
+    pred = PerceptionPipeline(model, device="cpu", net_size=64, preprocessing="reference")
     out = pred.infer_image(rgb)
     x = torch.from_numpy(official_transform(rgb, 64, 64))[None]
     assert out.net_shape == tuple(x.shape[2:])
@@ -105,21 +100,21 @@ def test_predictor_reference_outputs_equal_the_official_script():
     assert depth.max() > 0
     assert np.abs(out.depth - depth.numpy()).max() <= 1e-6 * max(1.0, float(depth.abs().max()))
     np.testing.assert_array_equal(out.labels, logits.argmax(1)[0].numpy())
-    fast = Predictor(model, device="cpu", net_size=64).infer_image(rgb)
+    fast = PerceptionPipeline(model, device="cpu", net_size=64).infer_image(rgb)
     assert fast.depth.min() >= 0
     assert not np.array_equal(fast.depth, out.depth)
 
 
 def test_reference_metric_depth_converts_at_network_resolution_then_resizes():
-    model = tiny_model(seed=1, depth_mode="metric", depth_scale=0.5, depth_shift=0.1)
+    model = tiny_model(seed=1, depth_kind="metric", depth_scale=0.5, depth_shift=0.1)
     rgb = sharp_image(50, 50, seed=4)
-    out = Predictor(model, device="cpu", net_size=64, preprocessing="reference").infer_image(rgb)
+    out = PerceptionPipeline(model, device="cpu", net_size=64, preprocessing="reference").infer_image(rgb)
     x = torch.from_numpy(official_transform(rgb, 64, 64))[None]
     with torch.inference_mode():
         inv = model(x)["depth"]
     metres = 1.0 / (0.5 * inv + 0.1).clamp(min=1e-8)
     expected = F.interpolate(metres[:, None], size=(50, 50), mode="bicubic", align_corners=False)[0, 0]
-    assert out.depth_kind == "metric_m"
+    assert out.depth_kind == "metric"
     assert np.abs(out.depth - expected.numpy()).max() <= 1e-6 * float(expected.abs().max())
 
 

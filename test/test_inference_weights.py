@@ -67,7 +67,7 @@ def test_registry_entries_come_from_the_one_release_table():
         config = DPTConfig.preset(alias)
         assert entry.filename == preset["file"] and entry.sha256_prefix == preset["file"][-11:-3]
         assert entry.task == ("segmentation" if config.heads == ["segmentation"] else
-                              "metric depth" if config.depth_mode == "metric" else "relative depth")
+                              "metric depth" if config.depth_kind == "metric" else "relative depth")
         assert preset["data"] in entry.description
     assert W.lookup("dpt_hybrid_nyu").description == "ViT-Hybrid, fine-tuned on NYUv2, metres, net 480x640"
 

@@ -33,7 +33,7 @@ def test_native_round_trip_is_exact(tmp_path, variant):
         share_neck=(variant == "vit_hybrid"),
         class_names=list("abcde"),
         class_colors=[[i, 2 * i, 3 * i] for i in range(5)],
-        depth_mode="metric",
+        depth_kind="metric",
         depth_scale=0.5,
         depth_shift=0.25,
         numerics="hf",
@@ -56,7 +56,10 @@ def test_native_round_trip_is_exact(tmp_path, variant):
 def test_config_json_round_trip_and_validation():
     cfg = DPTConfig.preset("dpt_hybrid_kitti")
     again = DPTConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
-    assert again == cfg and again.depth_mode == "metric" and again.net_size == [352, 1216]
+    assert again == cfg and again.depth_kind == "metric" and again.net_size == [352, 1216]
+    # files written before `depth_mode` was renamed `depth_kind` load with the same meaning
+    legacy = {("depth_mode" if k == "depth_kind" else k): v for k, v in cfg.to_dict().items()}
+    assert DPTConfig.from_dict(legacy) == cfg
     with pytest.raises(ValueError, match="unknown DPTConfig fields"):
         DPTConfig.from_dict({**cfg.to_dict(), "bogus": 1})
     with pytest.raises(ValueError, match="readout must be one of"):

@@ -1,9 +1,8 @@
 """The one class table (dpt_perception.model.classes): ADE20K names and the default class colours,
-used by model configs, label colourising and the GPU pipeline alike."""
+used by model configs, label colourising and the inference pipeline alike."""
 import numpy as np
 
-from dpt_perception.inference import colorize
-from dpt_perception.inference.backends import device_pipeline
+from dpt_perception.inference import colorize, pipeline
 from dpt_perception.model import DPTConfig
 from dpt_perception.model.classes import (
     ADE20K_CLASS_NAMES,
@@ -37,4 +36,4 @@ def test_every_user_takes_the_one_table():
     assert DPTConfig.tiny(num_classes=7).class_colors == default_class_colors(7)
     labels = np.arange(6, dtype=np.uint8).reshape(2, 3)
     np.testing.assert_array_equal(colorize.colorize_labels(labels), default_palette(6)[labels])
-    assert device_pipeline.default_palette is default_palette
+    assert pipeline.default_palette is default_palette

@@ -4,7 +4,7 @@ pair loading (names or paths, either order) and the distilled-checkpoint cache i
 import pytest
 import torch
 
-from dpt_perception.inference.predictor import Predictor
+from dpt_perception.inference.pipeline import PerceptionPipeline, forward_for_class_ids
 from dpt_perception.inference.weights import distilled_path, distilled_target, pair_key
 from dpt_perception.model.checkpoints import CheckpointError, save_model
 from dpt_perception.model.checkpoints.compose import compose_models
@@ -36,11 +36,11 @@ def test_pair_outputs_are_each_teacher_alone_in_either_order(teachers):
         out = pair(x)
         assert torch.equal(out["depth"], depth(x)["depth"])
         assert torch.equal(out["segmentation"], seg(x)["segmentation"])
-        lowres = pair(x, lowres_logits=True)["segmentation"]
+        lowres = forward_for_class_ids(pair, x)["segmentation"]
         assert lowres.shape == (2, 7, 32, 48)
         assert pair.config.heads == ["depth", "segmentation"]
         assert pair.config.num_classes == 7 and pair.config.net_size == [64, 96]
-        assert pair.config.depth_mode == depth.config.depth_mode
+        assert pair.config.depth_kind == depth.config.depth_kind
 
 
 def test_pair_runs_only_the_model_of_each_requested_task(teachers):
@@ -57,9 +57,9 @@ def test_pair_runs_only_the_model_of_each_requested_task(teachers):
 def test_pair_through_the_predictor_matches_each_teacher(teachers):
     depth, seg = teachers
     rgb = (torch.rand(48, 80, 3) * 255).to(torch.uint8).numpy()
-    got = Predictor(make_pair(depth, seg), device="cpu").infer_image(rgb)
-    want_depth = Predictor(depth, device="cpu", net_size=(64, 96)).infer_image(rgb)
-    want_labels = Predictor(seg, device="cpu", net_size=(64, 96)).infer_image(rgb)
+    got = PerceptionPipeline(make_pair(depth, seg), device="cpu").infer_image(rgb)
+    want_depth = PerceptionPipeline(depth, device="cpu", net_size=(64, 96)).infer_image(rgb)
+    want_labels = PerceptionPipeline(seg, device="cpu", net_size=(64, 96)).infer_image(rgb)
     assert torch.equal(torch.from_numpy(got.depth), torch.from_numpy(want_depth.depth))
     assert (got.labels == want_labels.labels).all()
 

@@ -170,7 +170,7 @@ def test_depth_to_metric():
     assert torch.allclose(got, torch.tensor(expected))
     assert math.isclose(depth_to_metric(torch.tensor([-1.0]), 1.0, 0.0).item(), 1e8, rel_tol=1e-6)
     model = DPT(
-        DPTConfig.tiny("vit_base", heads=["depth"], depth_mode="metric", depth_scale=2.0, depth_shift=0.5)
+        DPTConfig.tiny("vit_base", heads=["depth"], depth_kind="metric", depth_scale=2.0, depth_shift=0.5)
     )
     assert torch.allclose(model.depth_to_metric(torch.tensor([1.0])), torch.tensor([0.4]))
 
@@ -244,12 +244,14 @@ def test_forward_heads_subset_skips_the_other_tasks_neck_and_head():
         DPT(DPTConfig.tiny(heads=("depth",)))(x, heads=["segmentation"])
 
 
-def test_lowres_logits_are_the_segmentation_head_before_its_upsample():
+def test_half_resolution_logits_are_the_segmentation_head_before_its_upsample():
     model = randomize_(DPT(DPTConfig.tiny(heads=("depth", "segmentation"), num_classes=9)), seed=3).eval()
     x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():
         full = model(x)
-        low = model(x, lowres_logits=True)
+        fused = model.forward_features(x)
+        low = {"segmentation": model.heads["segmentation"].half_resolution_logits(fused["segmentation"]),
+               "depth": model.heads["depth"](fused["depth"])}
     assert low["segmentation"].shape == (2, 9, 32, 48)
     # Class axis innermost in memory: the per-pixel argmax reads each pixel's scores in order.
     assert low["segmentation"].is_contiguous(memory_format=torch.channels_last)

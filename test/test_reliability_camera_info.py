@@ -16,100 +16,55 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("dpt_perception.msg", reason="messages not built (run scripts/setup.sh)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 
 from dpt_perception.model import DPT, DPTConfig  # noqa: E402
 from dpt_perception.model.checkpoints import save_model  # noqa: E402
-from dpt_perception.ros.image_conversion import output_image_to_array, rgb8_to_image  # noqa: E402
+from dpt_perception.ros.image_conversion import output_image_to_array  # noqa: E402
 from dpt_perception.ros.pointcloud2 import cloud_to_arrays  # noqa: E402
-from dpt_perception.ros.probe import (  # noqa: E402
-    OutputProbe,
-    param_args,
-    start_process,
-    status_values,
-    stop_process,
-)
+
+from helpers.ros_session import BEST_EFFORT, ProbeCamera, RosSession, camera_info  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 H, W = 48, 64
 
 
-def _info(height, width, fx, fy, cx, cy):
-    info = CameraInfo(height=height, width=width, distortion_model="plumb_bob")
-    info.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
-    info.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return info
-
-
-def _diag(probe):
-    return status_values(probe.latest_status("info_node:"))
-
-
 def test_camera_info_missing_late_resized_and_unusable(ros_env, tmp_path):
     torch.manual_seed(0)
     save_model(DPT(DPTConfig.tiny(num_classes=3, net_size=[64, 64])).eval(), tmp_path / "tiny")
-    node = probe = None
-    log = tmp_path / "node.log"
-    try:
-        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]), name="info_probe")
+    with RosSession(ros_env, tmp_path, probe_name="info_probe") as s:
+        probe = s.probe
+
+        def diag():
+            return s.status("info_node:")
+
         probe.subscribe("/diagnostics", DiagnosticArray, 10)
         outputs = {"/dpt/depth": Image, "/dpt/labels": Image, "/dpt/points": PointCloud2}
         for topic, msg_type in outputs.items():
-            probe.subscribe(topic, msg_type, qos_profile_sensor_data)
-        node = start_process(
-            "dpt_perception.ros.node",
-            [
-                "-r",
-                "__node:=info_node",
-                *param_args(
-                    weights=tmp_path / "tiny.safetensors",
-                    net_size=[64, 64],
-                    depth_mode="fixed",
-                    diagnostics_period=0.3,
-                ),
-            ],
-            ros_env,
-            log,
+            probe.subscribe(topic, msg_type, BEST_EFFORT)
+        node = s.start_node(
+            "info_node", weights=tmp_path / "tiny.safetensors", net_size=[64, 64], depth_mode="fixed",
+            diagnostics_period=0.3,
         )
-        image_pub = probe.node.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
-        info_pub = probe.node.create_publisher(CameraInfo, "/camera/camera_info", qos_profile_sensor_data)
-        rgb = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
-        frame = rgb8_to_image(rgb)
-        frame.header.frame_id = "cam"
-        stamp = [0]
+        camera = ProbeCamera(s, H, W)  # no CameraInfo until phase 2
 
-        def stream(seconds, info=None):
-            """Publish frames (and the CameraInfo, same stamp) at ~10 Hz; returns outputs by topic."""
-            counts = {t: probe.count(t) for t in outputs}
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                stamp[0] += 1
-                frame.header.stamp.sec = stamp[0]
-                if info is not None:
-                    info.header = frame.header
-                    info_pub.publish(info)
-                    probe.spin_for(0.01)
-                image_pub.publish(frame)
-                probe.spin_for(0.1)
-            return {t: probe.count(t) - counts[t] for t in outputs}
+        def stream(seconds):
+            return camera.stream(seconds, outputs)
 
-        assert probe.spin_until(lambda: image_pub.get_subscription_count() > 0 and _diag(probe), 90.0), (
-            log.read_text(errors="replace")[-3000:]
-        )
-        probe.spin_for(1.0)  # the node sees our output subscriptions
+        camera.wait_until_served(diag)
 
         # 1. No CameraInfo at all: depth and labels flow, no cloud, a throttled warning says why.
         started = time.monotonic()
         got = stream(6.0)
         assert got["/dpt/depth"] >= 5 and got["/dpt/labels"] >= 5 and got["/dpt/points"] == 0, got
-        text = log.read_text(errors="replace")
+        text = s.log()
         warnings = text.count("no CameraInfo received yet")
         assert 1 <= warnings <= (time.monotonic() - started) / 5.0 + 2, warnings
 
         # 2. CameraInfo arrives late, calibrated at twice the image size: the cloud uses K / 2.
         fx, fy, cx, cy = 120.0, 110.0, 63.5, 47.5
-        got = stream(4.0, _info(2 * H, 2 * W, fx, fy, cx, cy))
+        camera.info = camera_info(2 * H, 2 * W, fx, fy, cx, cy)
+        got = stream(4.0)
         assert got["/dpt/points"] >= 3 and got["/dpt/depth"] >= 3, got
         cloud, depth_msg = probe.latest("/dpt/points"), None
         for _, m in reversed(probe.messages["/dpt/depth"]):
@@ -132,20 +87,18 @@ def test_camera_info_missing_late_resized_and_unusable(ros_env, tmp_path):
 
         # 3./4. Unusable CameraInfo (uncalibrated zeros, then NaN focal length): still depth and
         # labels, and frames still count as processed; the cloud is skipped with a reason.
-        for bad in (_info(H, W, 0.0, 0.0, 0.0, 0.0), _info(H, W, float("nan"), 100.0, 32.0, 24.0)):
+        uncalibrated = camera_info(H, W, 0.0, 0.0, 0.0, 0.0)
+        for bad in (uncalibrated, camera_info(H, W, float("nan"), 100.0, 32.0, 24.0)):
             probe.spin_for(0.7)
-            before = int(_diag(probe).get("frames processed", 0))
-            stream(1.0, bad)  # let the bad CameraInfo replace the good one
+            before = int(diag().get("frames processed", 0))
+            camera.info = bad
+            stream(1.0)  # let the bad CameraInfo replace the good one
             points_before = probe.count("/dpt/points")
-            got = stream(4.0, bad)
+            got = stream(4.0)
             assert got["/dpt/depth"] >= 3 and got["/dpt/labels"] >= 3, got
             assert probe.count("/dpt/points") - points_before <= 1, "a cloud from unusable intrinsics"
             probe.spin_for(0.7)
-            assert int(_diag(probe).get("frames processed", 0)) >= before + 3, _diag(probe)
-        text = log.read_text(errors="replace")
+            assert int(diag().get("frames processed", 0)) >= before + 3, diag()
+        text = s.log()
         assert "Traceback" not in text and node.poll() is None
         assert "focal" in text.lower() or "calibrat" in text.lower(), text[-3000:]
-    finally:
-        stop_process(node)
-        if probe is not None:
-            probe.close()

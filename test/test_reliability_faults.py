@@ -2,7 +2,7 @@
 
 - GPU out-of-memory during inference (simulated on any machine: the model's forward raises
   `torch.OutOfMemoryError` above a pixel budget, exactly what the CUDA caching allocator raises):
-  the Predictor splits the batch, then lowers the network resolution, warns, keeps serving, and
+  the PerceptionPipeline splits the batch, then lowers the network resolution, warns, keeps serving, and
   remembers the limit so later frames do not hit it again. A host allocation that really fails
   (torch's CPU allocator asked for more than the machine has) is handled the same way.
 - Parameter changes while frames flow through a dpt_node process over real DDS: hundreds of
@@ -19,7 +19,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dpt_perception.inference.predictor import Predictor  # noqa: E402
+from dpt_perception.inference.pipeline import PerceptionPipeline  # noqa: E402
 from dpt_perception.model import DPT, DPTConfig  # noqa: E402
 
 
@@ -29,19 +29,20 @@ def _model():
 
 
 def _limited(model, budget_pixels: int, calls: list):
-    """Make `model.forward` raise OutOfMemoryError when batch * height * width > budget."""
-    real = model.forward
+    """Make the model's encoder + necks (`forward_features`, which its forward and the pipeline's
+    class-id path both run) raise OutOfMemoryError when batch * height * width > budget."""
+    real = model.forward_features
 
-    def forward(pixel_values, **kwargs):  # kwargs: e.g. `heads`, when the model's forward takes it
+    def forward(pixel_values, *args, **kwargs):  # e.g. `heads`
         b, _, h, w = pixel_values.shape
         calls.append((b, h, w))
         if b * h * w > budget_pixels:
             raise torch.OutOfMemoryError(
                 f"CUDA out of memory. Tried to allocate {b * h * w * 4096} bytes (simulated for {b}x{h}x{w})"
             )
-        return real(pixel_values, **kwargs)
+        return real(pixel_values, *args, **kwargs)
 
-    model.forward = forward
+    model.forward_features = forward
     return model
 
 
@@ -53,9 +54,9 @@ def _frames(n, h=48, w=64, seed=0):
 def test_oom_on_a_batch_splits_it_and_remembers_the_limit(caplog):
     torch.set_num_threads(1)
     frames = _frames(4)
-    reference = Predictor(_model(), device="cpu", net_size=64).infer_batch(frames)
+    reference = PerceptionPipeline(_model(), device="cpu", net_size=64).infer_batch(frames)
     calls = []
-    predictor = Predictor(_limited(_model(), 2 * 64 * 64, calls), device="cpu", net_size=64)
+    predictor = PerceptionPipeline(_limited(_model(), 2 * 64 * 64, calls), device="cpu", net_size=64)
     with caplog.at_level(logging.WARNING):
         got = predictor.infer_batch(frames)
     assert calls[0] == (4, 64, 64) and all(b <= 2 for b, _, _ in calls[1:])
@@ -71,7 +72,7 @@ def test_oom_on_a_batch_splits_it_and_remembers_the_limit(caplog):
 def test_oom_on_one_frame_lowers_the_resolution_and_keeps_serving(caplog):
     torch.set_num_threads(1)
     calls = []
-    predictor = Predictor(_limited(_model(), 48 * 48, calls), device="cpu", net_size=96)
+    predictor = PerceptionPipeline(_limited(_model(), 48 * 48, calls), device="cpu", net_size=96)
     frame = _frames(1, 96, 96)[0]
     with caplog.at_level(logging.WARNING):
         out = predictor.infer_image(frame)
@@ -82,7 +83,7 @@ def test_oom_on_one_frame_lowers_the_resolution_and_keeps_serving(caplog):
     messages = " ".join(r.getMessage() for r in caplog.records).lower()
     assert "out of memory" in messages and "net" in messages, messages
     # The result equals an unconstrained predictor at the lowered size.
-    expected = Predictor(_model(), device="cpu", net_size=predictor.net_size).infer_image(frame)
+    expected = PerceptionPipeline(_model(), device="cpu", net_size=predictor.net_size).infer_image(frame)
     np.testing.assert_allclose(out.depth, expected.depth, rtol=1e-4, atol=1e-6)
     calls.clear()
     predictor.infer_image(frame)
@@ -91,7 +92,7 @@ def test_oom_on_one_frame_lowers_the_resolution_and_keeps_serving(caplog):
 
 def test_oom_at_the_smallest_resolution_is_raised_not_looped():
     calls = []
-    predictor = Predictor(_limited(_model(), 0, calls), device="cpu", net_size=64)
+    predictor = PerceptionPipeline(_limited(_model(), 0, calls), device="cpu", net_size=64)
     with pytest.raises(torch.OutOfMemoryError):
         predictor.infer_image(_frames(1)[0])
     assert len(calls) < 10, f"{len(calls)} attempts"
@@ -101,17 +102,17 @@ def test_a_failed_cpu_allocation_lowers_the_resolution_like_an_oom(caplog):
     """Above the budget the forward asks torch's CPU allocator for 4 PB: the real allocator error
     (a RuntimeError, not OutOfMemoryError) must be recognised and degrade like a GPU OOM."""
     model = _model()
-    real = model.forward
+    real = model.forward_features
     calls = []
 
-    def forward(pixel_values, **kwargs):
+    def forward(pixel_values, *args, **kwargs):
         calls.append(tuple(pixel_values.shape))
         if pixel_values.shape[-2] * pixel_values.shape[-1] > 48 * 48:
             torch.empty(10**15, dtype=torch.float32)  # 4 PB: beyond any address space, always refused
-        return real(pixel_values, **kwargs)
+        return real(pixel_values, *args, **kwargs)
 
-    model.forward = forward
-    predictor = Predictor(model, device="cpu", net_size=96)
+    model.forward_features = forward
+    predictor = PerceptionPipeline(model, device="cpu", net_size=96)
     with caplog.at_level(logging.WARNING):
         out = predictor.infer_image(_frames(1, 96, 96)[0])
     assert out.net_shape[0] * out.net_shape[1] <= 48 * 48 and predictor.oom_events >= 1
@@ -121,11 +122,11 @@ def test_a_failed_cpu_allocation_lowers_the_resolution_like_an_oom(caplog):
 def test_other_runtime_errors_are_not_mistaken_for_oom():
     model = _model()
 
-    def broken(pixel_values):
+    def broken(pixel_values, *args, **kwargs):
         raise RuntimeError("shape mismatch somewhere")
 
-    model.forward = broken
-    predictor = Predictor(model, device="cpu", net_size=64)
+    model.forward_features = broken  # the encoder + necks, which every path runs
+    predictor = PerceptionPipeline(model, device="cpu", net_size=64)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         predictor.infer_image(_frames(1)[0])
     assert predictor.net_size == (64, 64)
@@ -140,26 +141,15 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
     pytest.importorskip("rclpy", reason="rclpy is not installed")
     pytest.importorskip("dpt_perception.msg", reason="messages not built (run scripts/setup.sh)")
     from diagnostic_msgs.msg import DiagnosticArray
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import GetParameters, SetParameters
-    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image, PointCloud2
 
     from dpt_perception.model.checkpoints import save_model
-    from dpt_perception.ros.probe import OutputProbe, param_args, start_process, stop_process
+
+    from helpers.ros_session import BEST_EFFORT, RosSession, parameter_msg
 
     save_model(_model(), tmp_path / "tiny")
     rng = random.Random(1234)
-    node = camera = probe = None
-
-    def value(v):
-        if isinstance(v, list):
-            return ParameterValue(type=ParameterType.PARAMETER_INTEGER_ARRAY, integer_array_value=v)
-        if isinstance(v, str):
-            return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=v)
-        if isinstance(v, int):
-            return ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=v)
-        return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(v))
 
     good = {
         "net_size": [[32, 32], [64, 64], [64, 96], [96, 64], [0, 0]],
@@ -179,39 +169,21 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
         "points_color": ["plaid"],
         "weights": ["other.safetensors"],
     }
-    try:
-        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]), name="hammer_probe")
+    with RosSession(ros_env, tmp_path, probe_name="hammer_probe") as s:
+        probe = s.probe
         probe.subscribe("/diagnostics", DiagnosticArray, 10)
         for topic, msg_type in (
             ("/dpt/depth", Image),
             ("/dpt/labels/color", Image),
             ("/dpt/points", PointCloud2),
         ):
-            probe.subscribe(topic, msg_type, qos_profile_sensor_data)
-        node = start_process(
-            "dpt_perception.ros.node",
-            [
-                "-r",
-                "__node:=hammered",
-                *param_args(
-                    weights=tmp_path / "tiny.safetensors",
-                    net_size=[64, 64],
-                    depth_mode="fixed",
-                    diagnostics_period=0.3,
-                    max_batch=2,
-                ),
-            ],
-            ros_env,
-            tmp_path / "node.log",
+            probe.subscribe(topic, msg_type, BEST_EFFORT)
+        node = s.start_node(
+            "hammered", weights=tmp_path / "tiny.safetensors", net_size=[64, 64], depth_mode="fixed",
+            diagnostics_period=0.3, max_batch=2,
         )
-        camera = start_process(
-            "dpt_perception.ros.camera_publisher",
-            param_args(rate=20.0, width=96, height=72, distinct_frames=2),
-            ros_env,
-            tmp_path / "camera.log",
-        )
-        log = tmp_path / "node.log"
-        assert probe.spin_until(lambda: probe.count("/dpt/points") >= 2, 90.0), log.read_text()[-3000:]
+        s.start_camera(rate=20.0, width=96, height=72, distinct_frames=2)
+        s.wait_for(lambda: probe.count("/dpt/points") >= 2, 90.0, "2 point clouds")
         set_client = probe.node.create_client(SetParameters, "/hammered/set_parameters")
         get_client = probe.node.create_client(GetParameters, "/hammered/get_parameters")
         assert probe.spin_until(set_client.service_is_ready, 15.0)
@@ -223,7 +195,7 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
                 table = bad if rng.random() < 0.3 else good
                 name = rng.choice(sorted(table))
                 v = rng.choice(table[name])
-                request.parameters.append(Parameter(name=name, value=value(v)))
+                request.parameters.append(parameter_msg(name, v))
             response = probe.call(set_client, request, timeout=30.0)
             assert response is not None, f"SetParameters call {i} got no answer (deadlock?)"
             answered += 1
@@ -238,9 +210,7 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
         assert rejected > 0 and node.poll() is None
         # Outputs keep flowing after the storm, and the node reports the last accepted settings.
         before = probe.count("/dpt/depth")
-        assert probe.spin_until(lambda: probe.count("/dpt/depth") >= before + 3, 60.0), log.read_text()[
-            -3000:
-        ]
+        s.wait_for(lambda: probe.count("/dpt/depth") >= before + 3, 60.0, "3 depth images after the storm")
         request = GetParameters.Request(names=sorted(last_good))
         response = probe.call(get_client, request, timeout=30.0)
         assert response is not None, "GetParameters got no answer"
@@ -252,18 +222,13 @@ def test_parameter_hammering_while_frames_flow(ros_env, tmp_path):
                 and got.string_value == want.string_value
                 and got.integer_value == want.integer_value
             ), f"{name}: node has {got}, last accepted {want}"
-        text = log.read_text(errors="replace")
+        text = s.log()
         assert "Traceback" not in text and "inference failed" not in text, text[-3000:]
         assert answered == 240 and node.poll() is None
-    finally:
-        stop_process(camera)
-        stop_process(node)
-        if probe is not None:
-            probe.close()
 
 
 def test_node_keeps_serving_through_a_simulated_oom(tmp_path, caplog):
-    """The node's own inference path (decode -> Predictor batch -> publish), in process: a forward
+    """The node's own inference path (decode -> PerceptionPipeline batch -> publish), in process: a forward
     that runs out of memory at the configured resolution lowers it, outputs keep coming, and
     /diagnostics reports the fallback."""
     rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed")
@@ -294,29 +259,34 @@ def test_node_keeps_serving_through_a_simulated_oom(tmp_path, caplog):
                 Parameter("depth_mode", value="fixed"),
             ],
         )
-        node.worker.stop()  # drive the worker's batch function directly, deterministically
+        node.perception.worker.stop()  # drive the worker's batch function directly, deterministically
         received = []
         node.create_subscription(Image, "dpt/depth", received.append, 10)
         calls = []
-        _limited(node.predictor.model, 64 * 64, calls)
+        _limited(node.perception.pipeline.model, 64 * 64, calls)
         frame = rgb8_to_image(_frames(1, 96, 96)[0])
-        key = next(iter(node.channels))
+        key = next(iter(node.perception.cameras))
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        for _ in range(200):  # the node learns of its subscriber from the matched event
+            if node.perception.cameras[key].needs().depth:
+                break
+            executor.spin_once(timeout_sec=0.05)
         with caplog.at_level(logging.WARNING):
             for i in range(3):
                 frame.header.stamp.sec = i + 1
-                node._process_batch([GatheredFrame(key, (frame, 0.0), 0.0)])
-        stats = node.channels[key].stats.snapshot()
+                node.perception.process_batch([GatheredFrame(key, (frame, 0.0), 0.0)])
+        stats = node.perception.cameras[key].stats.snapshot()
         assert stats["processed"] == 3 and stats["errors"] == 0, stats
-        net = node.predictor.net_size
+        net = node.perception.pipeline.net_size
         assert net[0] * net[1] <= 64 * 64, net
-        assert node.predictor.oom_events == 1 and len(calls) == 4, calls  # one failure, then the lower size
+        # one failure, then the lower size
+        assert node.perception.pipeline.oom_events == 1 and len(calls) == 4, calls
         assert any("out of memory" in r.getMessage() for r in caplog.records), caplog.text
         diagnostics = []
         node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
         for _ in range(50):  # the fallback is visible to operators
-            node._publish_diagnostics()
+            node.perception.publish_diagnostics()
             executor.spin_once(timeout_sec=0.1)
             if diagnostics:
                 break

@@ -19,99 +19,43 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("dpt_perception.msg", reason="messages not built (run scripts/setup.sh)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from dpt_perception.model import DPT, DPTConfig  # noqa: E402
 from dpt_perception.model.checkpoints import save_model  # noqa: E402
-from dpt_perception.ros.image_conversion import array_to_image, output_image_to_array, rgb8_to_image  # noqa: E402
-from dpt_perception.ros.probe import (  # noqa: E402
-    OutputProbe,
-    param_args,
-    start_process,
-    status_values,
-    stop_process,
-)
+from dpt_perception.ros.image_conversion import array_to_image, output_image_to_array  # noqa: E402
+
+from helpers.ros_session import BEST_EFFORT, ProbeCamera, RosSession, camera_info  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 H, W = 48, 64
-BEST_EFFORT = qos_profile_sensor_data
 
 
-def _info(height, width, fx, fy, cx, cy):
-    info = CameraInfo(height=height, width=width, distortion_model="plumb_bob")
-    info.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
-    info.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return info
-
-
-class _Session:
-    """A node process, and this process as camera (image + CameraInfo, same stamps) and probe."""
+class _Session(RosSession):
+    """A node process named `name`, and this process as its camera (`camera`: image + CameraInfo
+    calibrated at twice the image size, same stamps) and probe of `outputs`."""
 
     def __init__(self, ros_env, tmp_path, name, outputs, **params):
         torch.manual_seed(0)
         save_model(DPT(DPTConfig.tiny(num_classes=3, net_size=[64, 64])).eval(), tmp_path / "tiny")
-        self.name, self.outputs, self.log = name, outputs, tmp_path / "node.log"
-        self.probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]), name=f"{name}_probe")
+        super().__init__(ros_env, tmp_path, probe_name=f"{name}_probe")
+        self.name, self.outputs = name, outputs
         self.probe.subscribe("/diagnostics", DiagnosticArray, 10)
         for topic, msg_type in outputs.items():
             self.probe.subscribe(topic, msg_type, BEST_EFFORT)
-        self.node = start_process(
-            "dpt_perception.ros.node",
-            [
-                "-r",
-                f"__node:={name}",
-                *param_args(
-                    weights=tmp_path / "tiny.safetensors", net_size=[64, 64], diagnostics_period=0.3, **params
-                ),
-            ],
-            ros_env,
-            self.log,
+        self.node = self.start_node(
+            name, weights=tmp_path / "tiny.safetensors", net_size=[64, 64], diagnostics_period=0.3, **params
         )
-        node = self.probe.node
-        self.image_pub = node.create_publisher(Image, "/camera/image_raw", BEST_EFFORT)
-        self.info_pub = node.create_publisher(CameraInfo, "/camera/camera_info", BEST_EFFORT)
-        self.sparse_pub = node.create_publisher(Image, "/camera/sparse_depth", BEST_EFFORT)
-        rgb = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
-        self.frame = rgb8_to_image(rgb)
-        self.frame.header.frame_id = "cam"
-        self.info = _info(2 * H, 2 * W, 120.0, 110.0, 63.5, 47.5)  # calibrated at twice the size
-        self.stamp = 0
+        self.camera = ProbeCamera(self, H, W, camera_info(2 * H, 2 * W, 120.0, 110.0, 63.5, 47.5))
 
     def diag(self):
-        return status_values(self.probe.latest_status(f"{self.name}:"))
+        return self.status(f"{self.name}:")
 
     def wait_ready(self):
-        ready = self.probe.spin_until(
-            lambda: self.image_pub.get_subscription_count() > 0 and self.diag(), 90.0
-        )
-        assert ready, self.text()[-3000:]
-        self.probe.spin_for(1.0)  # the node sees our output subscriptions
+        self.camera.wait_until_served(self.diag)
 
     def stream(self, seconds, sparse=None):
-        """Frames + CameraInfo (+ `sparse(header)` if given) at ~10 Hz; new outputs by topic."""
-        counts = {t: self.probe.count(t) for t in self.outputs}
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.stamp += 1
-            self.frame.header.stamp.sec = self.stamp
-            self.info.header = self.frame.header
-            self.info_pub.publish(self.info)
-            if sparse is not None:
-                msg = sparse(self.frame.header)
-                if msg is not None:
-                    self.sparse_pub.publish(msg)
-            self.probe.spin_for(0.01)
-            self.image_pub.publish(self.frame)
-            self.probe.spin_for(0.1)
-        return {t: self.probe.count(t) - counts[t] for t in self.outputs}
-
-    def text(self):
-        return self.log.read_text(errors="replace")
-
-    def close(self):
-        stop_process(self.node)
-        self.probe.close()
+        return self.camera.stream(seconds, self.outputs, sparse)
 
 
 def _fitted_depth(relative):
@@ -125,14 +69,13 @@ def test_bad_sparse_depth_keeps_the_last_fit_and_every_output_flowing(ros_env, t
         "/dpt/labels": Image,
         "/dpt/points": PointCloud2,
     }
-    s = _Session(
+    with _Session(
         ros_env, tmp_path, "sparse_node", outputs,
         sparse_depth_topic="camera/sparse_depth", sparse_depth_max_age=30.0,
-    )
-    try:
+    ) as s:
         s.wait_ready()
         relative_out = s.probe.spin_until(lambda: s.stream(0.5)["/dpt/depth/relative_inverse"] > 0, 60.0)
-        assert relative_out, s.text()[-3000:]
+        assert relative_out, s.log()[-3000:]
         # 1. Good sparse depth consistent with 1/z = 0.3 x + 0.2 (from the node's own relative
         # output; every frame is the same image): depth appears, fitted.
         relative = output_image_to_array(s.probe.latest("/dpt/depth/relative_inverse")).astype(np.float64)
@@ -142,7 +85,7 @@ def test_bad_sparse_depth_keeps_the_last_fit_and_every_output_flowing(ros_env, t
             return array_to_image(good, "32FC1", header)
 
         assert s.probe.spin_until(lambda: s.stream(0.5, good_sparse)["/dpt/depth"] > 0, 60.0), (
-            s.diag(), s.text()[-3000:]
+            s.diag(), s.log()[-3000:]
         )
 
         def wrong_encoding(header):
@@ -161,36 +104,34 @@ def test_bad_sparse_depth_keeps_the_last_fit_and_every_output_flowing(ros_env, t
             processed = int(s.diag().get("frames processed", 0))
             started = time.monotonic()
             got = s.stream(4.0, bad)
-            assert min(got.values()) >= 3, (got, s.text()[-3000:])
+            assert min(got.values()) >= 3, (got, s.log()[-3000:])
             depth = output_image_to_array(s.probe.latest("/dpt/depth")).astype(np.float64)
             np.testing.assert_allclose(depth, _fitted_depth(relative), rtol=1e-3)
             s.probe.spin_for(0.7)
             assert int(s.diag().get("frames processed", 0)) >= processed + 3, s.diag()
-            text = s.text()
+            text = s.log()
             lines = [ln for ln in text.splitlines() if "ignoring bad sparse depth" in ln and reason in ln]
             assert 1 <= len(lines) <= (time.monotonic() - started) / 5.0 + 2, (reason, lines, text[-3000:])
-        text = s.text()
+        text = s.log()
         assert "could not publish" not in text and "Traceback" not in text, text[-3000:]
         assert s.node.poll() is None
-    finally:
-        s.close()
 
 
 def test_depth_camera_info_alone_is_published(ros_env, tmp_path):
     outputs = {"/dpt/depth/camera_info": CameraInfo}
-    s = _Session(ros_env, tmp_path, "info_alone_node", outputs, depth_mode="fixed")
-    try:
+    with _Session(ros_env, tmp_path, "info_alone_node", outputs, depth_mode="fixed") as s:
         s.wait_ready()
         got = s.stream(5.0)
-        assert got["/dpt/depth/camera_info"] >= 3, (got, s.diag(), s.text()[-3000:])
+        assert got["/dpt/depth/camera_info"] >= 3, (got, s.diag(), s.log()[-3000:])
         info = s.probe.latest("/dpt/depth/camera_info")
         assert (info.height, info.width) == (H, W)  # the depth image's size
         np.testing.assert_allclose(info.k, [60.0, 0, 31.75, 0, 55.0, 23.75, 0, 0, 1])  # K of 2x size / 2
-        assert 1 <= info.header.stamp.sec <= s.stamp and info.header.frame_id == "cam"
+        assert 1 <= info.header.stamp.sec <= s.camera.stamp and info.header.frame_id == "cam"
 
         # A camera sending the ROI at (32, 16) of its 128x96 calibration: K reduced as image_geometry
         # does (cx - 32, cy - 16), not scaled from 128x96.
-        s.info.roi.x_offset, s.info.roi.y_offset, s.info.roi.width, s.info.roi.height = 32, 16, W, H
+        roi = s.camera.info.roi
+        roi.x_offset, roi.y_offset, roi.width, roi.height = 32, 16, W, H
         s.stream(1.0)
         got = s.stream(3.0)
         assert got["/dpt/depth/camera_info"] >= 2, got
@@ -199,16 +140,14 @@ def test_depth_camera_info_alone_is_published(ros_env, tmp_path):
 
         # The same ROI with do_rectify (rectified ROI not computed): no depth/camera_info, a reason
         # in the log, frames still processed.
-        s.info.roi.do_rectify = True
+        roi.do_rectify = True
         s.stream(1.0)
         processed = int(s.diag().get("frames processed", 0))
         got = s.stream(3.0)
         assert got["/dpt/depth/camera_info"] <= 1, got
         s.probe.spin_for(0.7)
         assert int(s.diag().get("frames processed", 0)) >= processed + 3, s.diag()
-        text = s.text()
+        text = s.log()
         assert "no depth/camera_info or points from this CameraInfo" in text, text[-2000:]
         assert "do_rectify" in text, text[-2000:]
         assert "Traceback" not in text and s.node.poll() is None
-    finally:
-        s.close()

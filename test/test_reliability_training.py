@@ -174,11 +174,11 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
 _KILL_DURING_WRITE = r"""
 import os, signal, sys, torch
 sys.path.insert(0, {repo!r})
-from dpt_perception.training.config import load_config
+from dpt_perception.training.config import TrainConfig, load_config
 from dpt_perception.training.train_loop import Trainer
 from dpt_perception.training import checkpointing
 
-trainer = Trainer(load_config({config!r}))
+trainer = Trainer(load_config(TrainConfig, {config!r}))
 trainer.fit(stop_at_step={first})          # writes last.pt at step {first}
 real_save = torch.save
 

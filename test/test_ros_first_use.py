@@ -16,7 +16,9 @@ pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.s
 
 from dpt_perception.inference.weights import lookup  # noqa: E402
 from dpt_perception.ros.parameters import _SPEC  # noqa: E402
-from dpt_perception.ros.probe import installed_executable, param_args, start_process, stop_process  # noqa: E402
+from dpt_perception.ros.probe import installed_executable, param_args  # noqa: E402
+
+from helpers.ros_session import RosSession  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -44,21 +46,12 @@ def test_offline_default_start_says_exactly_what_to_do(ros_env, tmp_path):
 
 
 def test_weights_demo_starts_the_bundled_model_and_only_when_asked(ros_env, tmp_path):
-    log = tmp_path / "node.log"
-    env = _offline(ros_env, tmp_path / "empty_cache")
-    node = start_process(
-        "dpt_perception.ros.node", ["-r", "__node:=dpt_demo_weights", *param_args(weights="demo")], env, log
-    )
-    try:
-        deadline = time.monotonic() + 90.0
-        while "active; cameras" not in log.read_text(errors="replace") and time.monotonic() < deadline:
-            assert node.poll() is None, log.read_text(errors="replace")
-            time.sleep(0.2)
-        text = log.read_text(errors="replace")
+    with RosSession(_offline(ros_env, tmp_path / "empty_cache"), tmp_path) as s:
+        s.start_node("dpt_demo_weights", weights="demo")
+        s.wait_for_log("active; cameras", 90.0)  # fails at once if the node exits
+        text = s.log()
         assert "configured: weights demo" in text and "active; cameras" in text, text
-    finally:
-        code = stop_process(node)
-    assert code == 0, log.read_text(errors="replace")
+    assert s.exit_codes["node"] == 0, s.log()
 
 
 def _installed(executable: str) -> Path:
@@ -162,16 +155,9 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_quietly(ros_env, tmp_path, execu
 def test_logs_written_to_files_carry_no_colour_codes(ros_env, tmp_path):
     """The node logs the demo runner and the tests write (probe.start_process) stay plain text
     even where the shell exports RCUTILS_COLORIZED_OUTPUT=1 (rcutils then colours any stream)."""
-    log = tmp_path / "camera.log"
-    env = dict(ros_env, RCUTILS_COLORIZED_OUTPUT="1")
-    camera = start_process("dpt_perception.ros.camera_publisher", param_args(rate=5.0), env, log)
-    try:
-        deadline = time.monotonic() + 60.0
-        while "publishing" not in log.read_text(errors="replace") and time.monotonic() < deadline:
-            assert camera.poll() is None, log.read_text(errors="replace")
-            time.sleep(0.2)
-    finally:
-        stop_process(camera)
-    text = log.read_text(errors="replace")
+    with RosSession(dict(ros_env, RCUTILS_COLORIZED_OUTPUT="1"), tmp_path) as s:
+        s.start_camera(rate=5.0)
+        s.wait_for_log("publishing", 60.0, log="camera")  # fails at once if the camera exits
+    text = s.log("camera")
     assert "[INFO]" in text and "publishing" in text, text
     assert "\x1b[" not in text, repr(text[:300])

@@ -8,12 +8,14 @@ torch = pytest.importorskip("torch")
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from dpt_perception.model import DPT, DPTConfig  # noqa: E402
 from dpt_perception.model.checkpoints import save_model  # noqa: E402
-from dpt_perception.ros.probe import OutputProbe, param_args, start_process, stop_process  # noqa: E402
+from dpt_perception.ros.probe import OutputProbe  # noqa: E402
+
+from helpers.ros_session import BEST_EFFORT, LIFECYCLE_NODE, RosSession  # noqa: E402
 
 pytestmark = pytest.mark.integration
 DPT_MSGS = pytest.importorskip("dpt_perception.msg", reason="messages not built (run scripts/setup.sh)")
@@ -50,10 +52,6 @@ class Lifecycle:
         raise AssertionError(f"{self.change.srv_name}: no answer to transition {transition_id}")
 
 
-def _log(path):
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
 @pytest.fixture
 def tiny_weights(tmp_path):
     torch.manual_seed(0)
@@ -62,22 +60,10 @@ def tiny_weights(tmp_path):
 
 
 def test_transitions_create_and_remove_what_each_state_owns(ros_env, tiny_weights, tmp_path):
-    node = camera = probe = None
-    node_log = tmp_path / "node.log"
-    try:
-        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
-        node = start_process(
-            "dpt_perception.ros.lifecycle_node",
-            ["-r", f"__node:={NODE}", *param_args(weights=str(tiny_weights), diagnostics_period=0.5)],
-            ros_env,
-            node_log,
-        )
-        camera = start_process(
-            "dpt_perception.ros.camera_publisher",
-            param_args(rate=10.0, width=96, height=64),
-            ros_env,
-            tmp_path / "camera.log",
-        )
+    with RosSession(ros_env, tmp_path) as s:
+        probe = s.probe
+        node = s.start_node(NODE, module=LIFECYCLE_NODE, weights=str(tiny_weights), diagnostics_period=0.5)
+        s.start_camera(rate=10.0, width=96, height=64)
         life = Lifecycle(probe, NODE)
         graph = probe.node
 
@@ -88,7 +74,7 @@ def test_transitions_create_and_remove_what_each_state_owns(ros_env, tiny_weight
         probe.spin_for(1.0)
         assert graph.count_publishers("/dpt/depth") == 0 and image_subscribers() == 0
 
-        assert life.transition(Transition.TRANSITION_CONFIGURE), _log(node_log)
+        assert life.transition(Transition.TRANSITION_CONFIGURE), s.log()
         assert life.state() == "inactive"
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -98,10 +84,10 @@ def test_transitions_create_and_remove_what_each_state_owns(ros_env, tiny_weight
         probe.spin_for(1.0)
         assert image_subscribers() == 0, "an inactive node must not subscribe to the camera"
 
-        assert life.transition(Transition.TRANSITION_ACTIVATE), _log(node_log)
+        assert life.transition(Transition.TRANSITION_ACTIVATE), s.log()
         assert life.state() == "active"
-        probe.subscribe("/dpt/depth", Image, qos_profile_sensor_data)
-        assert probe.spin_until(lambda: probe.count("/dpt/depth") >= 2, 60.0), _log(node_log)
+        probe.subscribe("/dpt/depth", Image, BEST_EFFORT)
+        assert probe.spin_until(lambda: probe.count("/dpt/depth") >= 2, 60.0), s.log()
         assert probe.latest("/dpt/depth").encoding == "32FC1"
 
         assert life.transition(Transition.TRANSITION_DEACTIVATE)
@@ -115,88 +101,55 @@ def test_transitions_create_and_remove_what_each_state_owns(ros_env, tiny_weight
         assert life.transition(Transition.TRANSITION_CLEANUP)
         assert life.state() == "unconfigured"
         # Configure and activate again: parameters are not declared twice, inference resumes.
-        assert life.transition(Transition.TRANSITION_CONFIGURE), _log(node_log)
-        assert life.transition(Transition.TRANSITION_ACTIVATE), _log(node_log)
-        assert probe.spin_until(lambda: probe.count("/dpt/depth") >= received + 2, 60.0), _log(node_log)
+        assert life.transition(Transition.TRANSITION_CONFIGURE), s.log()
+        assert life.transition(Transition.TRANSITION_ACTIVATE), s.log()
+        assert probe.spin_until(lambda: probe.count("/dpt/depth") >= received + 2, 60.0), s.log()
         assert node.poll() is None
-    finally:
-        stop_process(camera)
-        code = stop_process(node)
-        if probe is not None:
-            probe.close()
-    assert code == 0, _log(node_log)
+    assert s.exit_codes["node"] == 0, s.log()
 
 
 def test_failed_configure_reports_the_reason_and_keeps_serving_the_lifecycle(ros_env, tmp_path):
-    node = probe = None
-    node_log = tmp_path / "node.log"
     missing = tmp_path / "no_such_weights.safetensors"
-    try:
-        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
-        node = start_process("dpt_perception.ros.lifecycle_node",
-                             ["-r", f"__node:={NODE}", *param_args(weights=str(missing))], ros_env, node_log)
+    with RosSession(ros_env, tmp_path) as s:
+        probe = s.probe
+        node = s.start_node(NODE, module=LIFECYCLE_NODE, weights=str(missing))
         life = Lifecycle(probe, NODE)
         assert not life.transition(Transition.TRANSITION_CONFIGURE)
         assert life.state() == "unconfigured"
         assert node.poll() is None, "a failed configure must not end the process"
-        assert probe.spin_until(lambda: "configure failed: could not load weights" in _log(node_log), 10.0)
-        assert str(missing) in _log(node_log)
+        s.wait_for_log("configure failed: could not load weights", 10.0)
+        assert str(missing) in s.log()
         assert probe.node.count_publishers("/dpt/depth") == 0
-    finally:
-        code = stop_process(node)
-        if probe is not None:
-            probe.close()
-    assert code == 0, _log(node_log)
+    assert s.exit_codes["node"] == 0, s.log()
 
 
 def test_parameters_set_before_configure_take_effect(ros_env, tiny_weights, tmp_path):
     """`ros2 param set` on an unconfigured node: every parameter exists from construction; the
     start-up ones are writable until configure (which reads them) and refused while configured."""
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
-
-    def string(name, text):
-        value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=text)
-        return Parameter(name=name, value=value)
-
-    node = probe = None
-    node_log = tmp_path / "node.log"
     missing = tmp_path / "not_these.safetensors"
-    try:
-        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+    with RosSession(ros_env, tmp_path) as s:
+        probe = s.probe
         # Started with weights that do not exist: only a set before configure can make it succeed.
-        node = start_process("dpt_perception.ros.lifecycle_node",
-                             ["-r", f"__node:={NODE}", *param_args(weights=str(missing))], ros_env, node_log)
+        s.start_node(NODE, module=LIFECYCLE_NODE, weights=str(missing))
         life = Lifecycle(probe, NODE)
         assert life.state() == "unconfigured"
-        client = probe.node.create_client(SetParameters, f"/{NODE}/set_parameters")
-
-        def set_params(*params):
-            response = probe.call(client, SetParameters.Request(parameters=list(params)), timeout=30.0)
-            assert response is not None, "set_parameters got no answer"
-            return response.results
-
-        results = set_params(string("weights", str(tiny_weights)), string("output_namespace", "preset"))
+        results = s.set_parameters(NODE, weights=str(tiny_weights), output_namespace="preset")
         assert [r.successful for r in results] == [True, True], [r.reason for r in results]
-        bad = set_params(string("precision", "fp8"))[0]  # checked like at configure
+        bad = s.set_parameters(NODE, precision="fp8")[0]  # checked like at configure
         assert not bad.successful and "precision must be one of" in bad.reason
 
-        assert life.transition(Transition.TRANSITION_CONFIGURE), _log(node_log)
+        assert life.transition(Transition.TRANSITION_CONFIGURE), s.log()
         assert life.state() == "inactive"
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         probe.subscribe("/preset/class_table", DPT_MSGS.ClassTable, latched)
-        assert probe.spin_until(lambda: probe.count("/preset/class_table") >= 1, 15.0), _log(node_log)
+        assert probe.spin_until(lambda: probe.count("/preset/class_table") >= 1, 15.0), s.log()
         assert probe.latest("/preset/class_table").model_name == str(tiny_weights)
 
-        refused = set_params(string("weights", str(missing)))[0]
+        refused = s.set_parameters(NODE, weights=str(missing))[0]
         assert not refused.successful and "unconfigured" in refused.reason
         assert life.transition(Transition.TRANSITION_CLEANUP)
-        assert set_params(string("weights", str(missing)))[0].successful  # unconfigured again
+        assert s.set_parameters(NODE, weights=str(missing))[0].successful  # unconfigured again
         assert not life.transition(Transition.TRANSITION_CONFIGURE)  # ... and configure reads it
-        assert probe.spin_until(lambda: str(missing) in _log(node_log), 10.0)
-    finally:
-        code = stop_process(node)
-        if probe is not None:
-            probe.close()
-    assert code == 0, _log(node_log)
+        s.wait_for_log(str(missing), 10.0)
+    assert s.exit_codes["node"] == 0, s.log()

@@ -14,28 +14,22 @@ pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.s
 torch = pytest.importorskip("torch")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
 from dpt_perception.model import DPT, DPTConfig  # noqa: E402
 from dpt_perception.model.checkpoints import save_model  # noqa: E402
 from dpt_perception.ros.image_conversion import compressed_to_rgb8, image_to_rgb8, output_image_to_array  # noqa: E402
 from dpt_perception.ros.pointcloud2 import cloud_to_arrays  # noqa: E402
-from dpt_perception.ros.probe import (  # noqa: E402
-    OutputProbe,
-    param_args,
-    start_process,
-    status_values,
-    stop_process,
-)
+from dpt_perception.ros.probe import OutputProbe  # noqa: E402
+
+from conftest import node_start_up_problems  # noqa: E402
+from helpers.ros_session import BEST_EFFORT, RosSession, stamp_key  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 WIDTH, HEIGHT = 160, 120
 NUM_CLASSES = 5
-BEST_EFFORT = qos_profile_sensor_data
 DPT_MSGS = pytest.importorskip("dpt_perception.msg", reason="messages not built (run scripts/setup.sh)")
 
 
@@ -47,81 +41,31 @@ def tiny_weights(tmp_path):
     return tmp_path / "tiny.safetensors", config
 
 
-def _stamp_key(header):
-    return (header.stamp.sec, header.stamp.nanosec)
-
-
-def _diag_values(probe, camera_key="camera"):
-    """Key/value dict of the newest diagnostics status of `camera_key`, or {}."""
-    status = probe.latest_status(suffix=f": {camera_key}")
-    return {} if status is None else status_values(status) | {"__level": status.level}
-
-
-def _set_parameters(probe, node_name, **values):
-    client = probe.node.create_client(SetParameters, f"/{node_name}/set_parameters")
-    assert probe.spin_until(lambda: client.service_is_ready(), 15.0), "parameter service never appeared"
-    request = SetParameters.Request()
-    for name, value in values.items():
-        if isinstance(value, list):
-            pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER_ARRAY, integer_array_value=value)
-        elif isinstance(value, str):
-            pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
-        else:
-            pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
-        request.parameters.append(Parameter(name=name, value=pv))
-    response = probe.call(client, request, timeout=30.0)  # setting the same values twice is harmless
-    assert response is not None, "SetParameters call timed out"
-    return response.results
-
-
-def _wait_for_outputs(probe, topics, count, timeout):
-    return probe.spin_until(lambda: all(probe.count(t) >= count for t in topics), timeout)
+def _wait_for_outputs(session, topics, count, timeout):
+    probe = session.probe
+    session.wait_for(lambda: all(probe.count(t) >= count for t in topics), timeout, f"{count} per output")
 
 
 def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_path):
     weights, config = tiny_weights
-    node = camera = probe = None
-    try:
-        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+    with RosSession(ros_env, tmp_path) as s:
+        probe = s.probe
+
         probe.subscribe("/diagnostics", DiagnosticArray, 10)
-        node = start_process(
-            "dpt_perception.ros.node",
-            [
-                "-r",
-                "__node:=dpt_test_node",
-                *param_args(
-                    weights=weights,
-                    net_size=[64, 96],
-                    diagnostics_period=0.5,
-                    depth_mode="fixed",
-                    depth_scale=2.0,
-                    depth_shift=0.5,
-                ),
-            ],
-            ros_env,
-            tmp_path / "node.log",
+        node = s.start_node(
+            "dpt_test_node", weights=weights, net_size=[64, 96], diagnostics_period=0.5, depth_mode="fixed",
+            depth_scale=2.0, depth_shift=0.5,
         )
         # bgr8 input, CameraInfo calibrated at twice the streamed size (a binned stream).
-        camera = start_process(
-            "dpt_perception.ros.camera_publisher",
-            param_args(
-                rate=8.0,
-                width=WIDTH,
-                height=HEIGHT,
-                encoding="bgr8",
-                distinct_frames=2,
-                camera_info_scale=2.0,
-                frame_id="test_cam_optical",
-            ),
-            ros_env,
-            tmp_path / "camera.log",
+        s.start_camera(
+            rate=8.0, width=WIDTH, height=HEIGHT, encoding="bgr8", distinct_frames=2, camera_info_scale=2.0,
+            frame_id="test_cam_optical",
         )
 
         # 1. Nobody subscribes to any output: frames arrive but nothing is computed.
-        assert probe.spin_until(
-            lambda: int(_diag_values(probe).get("frames skipped (no subscribers)", 0)) >= 3, 60.0
-        ), f"node never reported skipped frames; log:\n{_read(tmp_path / 'node.log')}"
-        assert _diag_values(probe)["frames processed"] == "0"
+        skipped = "frames skipped (no subscribers)"
+        s.wait_for(lambda: int(s.camera_status().get(skipped, 0)) >= 3, 60.0, "skipped frames reported")
+        assert s.camera_status()["frames processed"] == "0"
 
         # 2. Subscribe to everything (and to the camera itself, for the source headers/pixels).
         topics = {
@@ -136,11 +80,11 @@ def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_
         }
         for topic, msg_type in topics.items():
             probe.subscribe(topic, msg_type, BEST_EFFORT)
-        assert _wait_for_outputs(probe, topics, 3, 60.0), {t: probe.count(t) for t in topics}
+        _wait_for_outputs(s, topics, 3, 60.0)
 
-        sources = {_stamp_key(m.header): m for _, m in probe.messages["/camera/image_raw"]}
-        infos = {_stamp_key(m.header): m for _, m in probe.messages["/camera/camera_info"]}
-        by_stamp = {t: {_stamp_key(m.header): m for _, m in probe.messages[t]} for t in topics}
+        sources = {stamp_key(m.header): m for _, m in probe.messages["/camera/image_raw"]}
+        infos = {stamp_key(m.header): m for _, m in probe.messages["/camera/camera_info"]}
+        by_stamp = {t: {stamp_key(m.header): m for _, m in probe.messages[t]} for t in topics}
         common = set(sources)
         for topic in (
             "/dpt/depth",
@@ -208,7 +152,7 @@ def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
         )
         probe.subscribe("/dpt/class_table", DPT_MSGS.ClassTable, latched)
-        assert probe.spin_until(lambda: probe.count("/dpt/class_table") >= 1, 15.0), "class table not latched"
+        s.wait_for(lambda: probe.count("/dpt/class_table") >= 1, 15.0, "the latched class table")
         table = probe.latest("/dpt/class_table")
         assert [c.id for c in table.classes] == list(range(NUM_CLASSES))
         assert [c.name for c in table.classes] == config.class_names
@@ -220,25 +164,25 @@ def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_
         )
 
         # 4. Diagnostics describe the stream.
-        assert probe.spin_until(lambda: _diag_values(probe).get("network input (HxW)") == "64x96", 10.0)
-        values = _diag_values(probe)
+        s.wait_for(lambda: s.camera_status().get("network input (HxW)") == "64x96", 10.0, "input 64x96")
+        values = s.camera_status()
         assert values["device"] == "cpu" and values["precision"] == "fp32"
         assert float(values["input rate (Hz)"]) > 0 and int(values["frames processed"]) > 0
 
         # 5. Runtime resolution change through the SetParameters service, and rejected values.
-        results = _set_parameters(probe, "dpt_test_node", net_size=[96, 128])
+        results = s.set_parameters("dpt_test_node", net_size=[96, 128])
         assert results[0].successful, results[0].reason
-        assert probe.spin_until(lambda: _diag_values(probe).get("network input (HxW)") == "96x128", 20.0)
-        results = _set_parameters(probe, "dpt_test_node", net_size=[100, 128])
+        s.wait_for(lambda: s.camera_status().get("network input (HxW)") == "96x128", 20.0, "input 96x128")
+        results = s.set_parameters("dpt_test_node", net_size=[100, 128])
         assert not results[0].successful and "multiple of 32" in results[0].reason
-        results = _set_parameters(probe, "dpt_test_node", weights="other.safetensors")
+        results = s.set_parameters("dpt_test_node", weights="other.safetensors")
         assert not results[0].successful and "read-only" in results[0].reason.lower()
-        results = _set_parameters(probe, "dpt_test_node", labels_blend=2.0)
+        results = s.set_parameters("dpt_test_node", labels_blend=2.0)
         assert not results[0].successful
         probe.spin_for(1.5)
-        assert _diag_values(probe).get("network input (HxW)") == "96x128"
+        assert s.camera_status().get("network input (HxW)") == "96x128"
         # Every per-size cache with entries/bound: two network sizes ran, so two token grids.
-        found = re.findall(r"([a-z_]+) (\d+)/(\d+)", _diag_values(probe)["caches"])
+        found = re.findall(r"([a-z_]+) (\d+)/(\d+)", s.camera_status()["caches"])
         caches = {name: (int(used), int(bound)) for name, used, bound in found}
         assert {"pos_embed", "label_taps", "point_rays"} <= set(caches), caches
         assert all(used <= bound for used, bound in caches.values()), caches
@@ -252,74 +196,40 @@ def test_node_outputs_match_independent_computations(ros_env, tiny_weights, tmp_
 
         def rejected():  # keep sending: a bad frame may be replaced by a camera frame before the worker looks
             bad_pub.publish(bad)
-            return int(_diag_values(probe).get("bad messages", 0)) >= 1
+            return int(s.camera_status().get("bad messages", 0)) >= 1
 
-        assert probe.spin_until(rejected, 20.0)
-        assert "step" in _diag_values(probe)["last bad message"]
-        assert probe.spin_until(lambda: probe.count("/dpt/depth") >= before + 2, 20.0), "node stopped serving"
+        s.wait_for(rejected, 20.0, "the malformed image counted as a bad message")
+        assert "step" in s.camera_status()["last bad message"]
+        s.wait_for(lambda: probe.count("/dpt/depth") >= before + 2, 20.0, "node still serving")
         assert node.poll() is None
-    finally:
-        stop_process(camera)
-        stop_process(node)
-        if probe is not None:
-            probe.close()
 
 
 def test_two_compressed_cameras_are_batched_and_match_the_predictor(
     ros_env, tiny_weights, tmp_path
 ):
-    from dpt_perception.inference.predictor import Predictor
+    from dpt_perception.inference.pipeline import PerceptionPipeline
     from dpt_perception.model.checkpoints import load_model
 
     weights, _ = tiny_weights
-    procs = []
-    probe = None
-    try:
-        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
-        procs.append(
-            start_process(
-                "dpt_perception.ros.node",
-                param_args(
-                    weights=weights,
-                    net_size=[64, 64],
-                    cameras="['/front', '/rear']",
-                    image_transport="compressed",
-                    depth_mode="fixed",
-                ),
-                ros_env,
-                tmp_path / "node.log",
-            )
+    with RosSession(ros_env, tmp_path) as s:
+        probe = s.probe
+        s.start_node(
+            weights=weights, net_size=[64, 64], cameras="['/front', '/rear']", image_transport="compressed",
+            depth_mode="fixed",
         )
         for name, fmt in (("front", "png"), ("rear", "jpeg")):
-            procs.append(
-                start_process(
-                    "dpt_perception.ros.camera_publisher",
-                    [
-                        "-r",
-                        f"__ns:=/{name}",
-                        "-r",
-                        f"__node:=camera_{name}",
-                        *param_args(
-                            encoding=fmt,
-                            width=WIDTH,
-                            height=HEIGHT,
-                            rate=6.0,
-                            distinct_frames=1,
-                            frame_id=f"{name}_optical",
-                        ),
-                    ],
-                    ros_env,
-                    tmp_path / f"camera_{name}.log",
-                )
+            s.start_camera(
+                name, f"camera_{name}", log=f"camera_{name}", encoding=fmt, width=WIDTH, height=HEIGHT,
+                rate=6.0, distinct_frames=1, frame_id=f"{name}_optical",
             )
         for name in ("front", "rear"):
             probe.subscribe(f"/{name}/camera/image_raw/compressed", CompressedImage, BEST_EFFORT)
             probe.subscribe(f"/dpt/{name}/depth/relative_inverse", Image, BEST_EFFORT)
             probe.subscribe(f"/dpt/{name}/labels", Image, BEST_EFFORT)
         topics = list(probe.messages)
-        assert _wait_for_outputs(probe, topics, 2, 90.0), {t: probe.count(t) for t in topics}
+        _wait_for_outputs(s, topics, 2, 90.0)
 
-        predictor = Predictor(load_model(weights), device="cpu", net_size=(64, 64))
+        predictor = PerceptionPipeline(load_model(weights), device="cpu", net_size=(64, 64))
         for name in ("front", "rear"):
             source = probe.latest(f"/{name}/camera/image_raw/compressed")
             rel = probe.latest(f"/dpt/{name}/depth/relative_inverse")
@@ -329,41 +239,23 @@ def test_two_compressed_cameras_are_batched_and_match_the_predictor(
             np.testing.assert_allclose(output_image_to_array(rel), expected.depth, rtol=1e-3, atol=1e-5)
             agree = (output_image_to_array(labels) == expected.labels).mean()
             assert agree > 0.99, f"{name}: labels agree on only {agree:.1%} of pixels"
-    finally:
-        for proc in procs:
-            stop_process(proc)
-        if probe is not None:
-            probe.close()
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        (["-p", "weights:=/nonexistent/model.safetensors"], "could not load weights"),
-        (["-p", "depth_mode:=model"], "needs a metric model"),
-        (["-p", "net_size:=[100, 64]"], "multiple of 32"),
-        (["-p", "precision:=fp16", "-p", "device:=cpu"], "fp16"),
-        (["-p", "backend:=warp"], "backend must be one of"),
+        (["weights:=/nonexistent/model.safetensors"], "could not load weights"),
+        (["depth_mode:=model"], "needs a metric model"),
+        (["net_size:=[100, 64]"], "multiple of 32"),
+        (["precision:=fp16", "device:=cpu"], "fp16"),
+        (["backend:=warp"], "backend must be one of"),
     ],
 )
 def test_startup_failures_exit_nonzero_with_a_reason(ros_env, tiny_weights, tmp_path, params, message):
     weights, _ = tiny_weights
-    args = ["-p", f"weights:={weights}", *params]
-    proc = start_process("dpt_perception.ros.node", args, ros_env, tmp_path / "node.log")
-    try:
-        code = proc.wait(90)
-    finally:
-        stop_process(proc)
-    log = _read(tmp_path / "node.log")
-    assert code == 1, log
-    assert "dpt_node failed to start" in log and message in log, log
-
-
-def _read(path):
-    try:
-        return path.read_text(errors="replace")[-4000:]
-    except OSError:
-        return ""
+    cases = {"bad_start": (params, [message])}
+    problems = node_start_up_problems(cases, ros_env, "dpt_", common=[f"weights:={weights}"], timeout=90.0)
+    assert not problems, "\n".join(problems)
 
 
 def test_probe_helpers_time_out_cleanly():
@@ -382,41 +274,21 @@ def test_fit_mode_waits_for_sparse_depth_then_publishes_fitted_metres(
     """No metres before a fit; then sparse metric depth consistent with 1/z = 0.3 x + 0.2 (made in
     this process from the node's own relative output) yields exactly those metres."""
     weights, _ = tiny_weights
-    node = camera = probe = None
-    try:
-        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+    with RosSession(ros_env, tmp_path) as s:
+        probe = s.probe
+
         for topic in ("/dpt/depth", "/dpt/depth/relative_inverse"):
             probe.subscribe(topic, Image, BEST_EFFORT)
         probe.subscribe("/diagnostics", DiagnosticArray, 10)
-        node = start_process(
-            "dpt_perception.ros.node",
-            param_args(
-                weights=weights,
-                net_size=[64, 64],
-                sparse_depth_topic="camera/sparse_depth",
-                sparse_depth_max_age=30.0,
-                diagnostics_period=0.5,
-            ),
-            ros_env,
-            tmp_path / "node.log",
+        s.start_node(
+            weights=weights, net_size=[64, 64], sparse_depth_topic="camera/sparse_depth",
+            sparse_depth_max_age=30.0, diagnostics_period=0.5,
         )
-        camera = start_process(
-            "dpt_perception.ros.camera_publisher",
-            param_args(
-                width=WIDTH,
-                height=HEIGHT,
-                rate=6.0,
-                distinct_frames=1,
-            ),
-            ros_env,
-            tmp_path / "camera.log",
-        )
-        assert probe.spin_until(lambda: probe.count("/dpt/depth/relative_inverse") >= 4, 60.0), _read(
-            tmp_path / "node.log"
-        )
+        s.start_camera(width=WIDTH, height=HEIGHT, rate=6.0, distinct_frames=1)
+        s.wait_for(lambda: probe.count("/dpt/depth/relative_inverse") >= 4, 60.0, "4 relative depth images")
         assert probe.count("/dpt/depth") == 0, "metres published before any scale/shift was fitted"
-        assert probe.spin_until(lambda: _diag_values(probe).get("depth mode") == "fit", 10.0)
-        assert _diag_values(probe)["depth scale/shift (inverse)"] == "not fitted yet"
+        s.wait_for(lambda: s.camera_status().get("depth mode") == "fit", 10.0, "depth mode fit reported")
+        assert s.camera_status()["depth scale/shift (inverse)"] == "not fitted yet"
 
         sparse_pub = probe.node.create_publisher(Image, "/camera/sparse_depth", BEST_EFFORT)
         rng = np.random.default_rng(0)
@@ -433,18 +305,13 @@ def test_fit_mode_waits_for_sparse_depth_then_publishes_fitted_metres(
             publish_sparse()
             return probe.count("/dpt/depth") >= 3
 
-        assert probe.spin_until(fitted, 60.0), _diag_values(probe)
+        s.wait_for(fitted, 60.0, "3 depth images in metres after the fit")
         probe.spin_for(2.0)
         # Both topics are best effort: compare the newest depth image whose relative twin arrived.
-        rel_by_stamp = {_stamp_key(m.header): m for _, m in probe.messages["/dpt/depth/relative_inverse"]}
-        pairs = [(m, rel_by_stamp[_stamp_key(m.header)]) for _, m in probe.messages["/dpt/depth"]
-                 if _stamp_key(m.header) in rel_by_stamp]
+        rel_by_stamp = {stamp_key(m.header): m for _, m in probe.messages["/dpt/depth/relative_inverse"]}
+        pairs = [(m, rel_by_stamp[stamp_key(m.header)]) for _, m in probe.messages["/dpt/depth"]
+                 if stamp_key(m.header) in rel_by_stamp]
         assert pairs, "no depth image with its relative-inverse twin received"
         depth_msg, rel = pairs[-1]
         x = output_image_to_array(rel).astype(np.float64)
         np.testing.assert_allclose(output_image_to_array(depth_msg), 1.0 / (0.3 * x + 0.2), rtol=1e-3)
-    finally:
-        stop_process(camera)
-        stop_process(node)
-        if probe is not None:
-            probe.close()

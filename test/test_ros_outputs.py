@@ -9,8 +9,8 @@ pytest.importorskip("dpt_perception.msg", reason="messages not built (run script
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+from dpt_perception.inference.depth_semantics import CameraDepth, DepthModeError, resolve_depth_mode  # noqa: E402
 from dpt_perception.ros import outputs  # noqa: E402
-from dpt_perception.ros.depth_semantics import CameraDepth, DepthModeError, resolve_depth_mode  # noqa: E402
 from dpt_perception.ros.image_conversion import ImageConversionError, array_to_image, output_image_to_array  # noqa: E402
 from dpt_perception.ros.parameters import validate_value  # noqa: E402
 
@@ -159,23 +159,23 @@ def test_fit_mode_recovers_metres_from_sparse_depth_and_waits_until_then():
     true_depth = rng.uniform(1.0, 8.0, (60, 80)).astype(np.float32)
     relative = ((1.0 / true_depth - 0.05) / 0.4).astype(np.float32)  # 1/z = 0.4 x + 0.05
     depth = CameraDepth("fit")
-    metric, rel = depth.convert(relative, "inverse_relative")
+    metric, rel = depth.convert(relative, "relative")
     assert metric is None and rel is relative  # no metres before a fit: never guessed
     sparse = np.where(rng.random(true_depth.shape) < 0.1, true_depth, np.nan).astype(np.float32)
     depth.observe_sparse(relative, sparse)
-    metric, _ = depth.convert(relative, "inverse_relative")
+    metric, _ = depth.convert(relative, "relative")
     np.testing.assert_allclose(metric, true_depth, rtol=1e-3)
 
 
 def test_fixed_and_metric_conversions():
     x = np.array([[1.0, 3.0]], np.float32)
-    metric, rel = CameraDepth("fixed", 0.5, 0.5).convert(x, "inverse_relative")
+    metric, rel = CameraDepth("fixed", 0.5, 0.5).convert(x, "relative")
     np.testing.assert_allclose(metric, [[1.0, 0.5]])
     assert rel is x
-    far = CameraDepth("fixed", 1.0, 0.0).convert(np.array([[0.0, 2.0]], np.float32), "inverse_relative")[0]
+    far = CameraDepth("fixed", 1.0, 0.0).convert(np.array([[0.0, 2.0]], np.float32), "relative")[0]
     assert far[0, 0] == np.inf and far[0, 1] == 0.5  # zero inverse depth is infinitely far, not 1e8 m
     metres = np.array([[2.0, 4.0]], np.float32)
-    metric, inverse = CameraDepth("model").convert(metres, "metric_m")
+    metric, inverse = CameraDepth("model").convert(metres, "metric")
     assert metric is metres
     np.testing.assert_allclose(inverse, [[0.5, 0.25]])
 
@@ -205,7 +205,7 @@ def test_parameter_validation(name, value, ok):
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_ply_round_trip_skips_invalid_points(tmp_path, binary):
-    from dpt_perception.ros.ply import read_ply, write_ply
+    from dpt_perception.inference.ply import read_ply, write_ply
 
     xyz = np.array(
         [[[0.5, -1.0, 2.0], [np.nan, np.nan, np.nan]], [[1.0, 2.0, 3.0], [0.0, 0.0, 9.5]]], np.float32
@@ -227,7 +227,7 @@ def test_ply_round_trip_skips_invalid_points(tmp_path, binary):
 
 
 def test_sample_frames_are_distinct_and_consistent():
-    from dpt_perception.ros.sample_frames import sample_frames
+    from dpt_perception.inference.sample_frames import sample_frames
 
     frames = sample_frames(2, height=24, width=32)
     (rgb0, k0, depth0), (rgb1, _, _) = frames

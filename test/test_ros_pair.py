@@ -10,22 +10,15 @@ pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.s
 torch = pytest.importorskip("torch")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 
-from dpt_perception.inference.predictor import Predictor  # noqa: E402
+from dpt_perception.inference.pipeline import PerceptionPipeline  # noqa: E402
 from dpt_perception.model.checkpoints import save_model  # noqa: E402
 from dpt_perception.model.testing import tiny_model  # noqa: E402
 from dpt_perception.ros.image_conversion import image_to_rgb8, output_image_to_array  # noqa: E402
-from dpt_perception.ros.probe import (  # noqa: E402
-    OutputProbe,
-    param_args,
-    start_process,
-    status_values,
-    stop_process,
-)
 
 from conftest import node_start_up_problems  # noqa: E402
+from helpers.ros_session import BEST_EFFORT, RosSession, stamp_key  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -48,61 +41,35 @@ def teachers(tmp_path):
     return depth, seg, tmp_path / "depth_teacher.safetensors", tmp_path / "seg_teacher.safetensors"
 
 
-def _key(header):
-    return (header.stamp.sec, header.stamp.nanosec)
-
-
 def test_pair_serves_every_output_each_equal_to_its_own_model(ros_env, teachers, tmp_path):
     depth, seg, depth_file, seg_file = teachers
-    node = camera = probe = None
-    try:
-        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
-        node = start_process(
-            "dpt_perception.ros.node",
-            [
-                "-r",
-                "__node:=dpt_pair_node",
-                *param_args(
-                    weights=[seg_file, depth_file],
-                    depth_mode="fixed",
-                    depth_shift=0.5,
-                    diagnostics_period=0.5,
-                ),
-            ],
-            ros_env,
-            tmp_path / "node.log",
+    with RosSession(ros_env, tmp_path) as s:
+        probe = s.probe
+        node = s.start_node(
+            "dpt_pair_node", weights=[seg_file, depth_file], depth_mode="fixed", depth_shift=0.5,
+            diagnostics_period=0.5,
         )
-        camera = start_process(
-            "dpt_perception.ros.camera_publisher",
-            param_args(rate=5.0, width=WIDTH, height=HEIGHT, distinct_frames=2),
-            ros_env,
-            tmp_path / "camera.log",
-        )
-        probe.subscribe("/camera/image_raw", Image, qos_profile_sensor_data)
+        s.start_camera(rate=5.0, width=WIDTH, height=HEIGHT, distinct_frames=2)
+        probe.subscribe("/camera/image_raw", Image, BEST_EFFORT)
         probe.subscribe("/diagnostics", DiagnosticArray, 10)
         for topic, msg_type in OUTPUTS.items():
-            probe.subscribe(topic, msg_type, qos_profile_sensor_data)
-        assert probe.spin_until(lambda: all(probe.count(t) >= 3 for t in OUTPUTS), 90.0), (
-            {t: probe.count(t) for t in OUTPUTS},
-            (tmp_path / "node.log").read_text()[-3000:],
-        )
+            probe.subscribe(topic, msg_type, BEST_EFFORT)
+        s.wait_for(lambda: all(probe.count(t) >= 3 for t in OUTPUTS), 90.0, "3 messages on every output")
 
         def stamps(topic):
-            return {_key(m.header) for _, m in probe.messages[topic]}
+            return {stamp_key(m.header) for _, m in probe.messages[topic]}
 
         def shared():  # frames whose camera image AND both outputs this probe received
             return stamps("/camera/image_raw") & stamps("/dpt/depth/relative_inverse") & stamps("/dpt/labels")
 
         # The probe's image subscription may match after the first outputs: wait for an overlap.
-        assert probe.spin_until(lambda: bool(shared()), 60.0), (
-            "no frame with both outputs and its camera image"
-        )
-        frames = {_key(m.header): image_to_rgb8(m) for _, m in probe.messages["/camera/image_raw"]}
-        relative = {_key(m.header): m for _, m in probe.messages["/dpt/depth/relative_inverse"]}
-        labels = {_key(m.header): m for _, m in probe.messages["/dpt/labels"]}
+        s.wait_for(lambda: bool(shared()), 60.0, "a frame with both outputs and its camera image")
+        frames = {stamp_key(m.header): image_to_rgb8(m) for _, m in probe.messages["/camera/image_raw"]}
+        relative = {stamp_key(m.header): m for _, m in probe.messages["/dpt/depth/relative_inverse"]}
+        labels = {stamp_key(m.header): m for _, m in probe.messages["/dpt/labels"]}
         common = sorted(set(frames) & set(relative) & set(labels))
-        depth_alone = Predictor(depth, device="cpu")
-        seg_alone = Predictor(seg, device="cpu", net_size=(64, 96))
+        depth_alone = PerceptionPipeline(depth, device="cpu")
+        seg_alone = PerceptionPipeline(seg, device="cpu", net_size=(64, 96))
         for key in common:
             rgb = frames[key]
             np.testing.assert_allclose(
@@ -111,19 +78,16 @@ def test_pair_serves_every_output_each_equal_to_its_own_model(ros_env, teachers,
             want_labels = seg_alone.infer_image(rgb).labels
             np.testing.assert_array_equal(output_image_to_array(labels[key]), want_labels)
 
-        log = (tmp_path / "node.log").read_text(errors="replace")
+        log = s.log()
         assert "TWO encoders per frame" in log, log[-3000:]
-        assert probe.spin_until(lambda: probe.latest_status(suffix=": camera") is not None, 20.0)
-        values = status_values(probe.latest_status(suffix=": camera"))
+        s.wait_for(
+            lambda: probe.latest_status(suffix=": camera") is not None, 20.0, "a camera diagnostics status"
+        )
+        values = s.camera_status()
         assert "TWO encoders" in values["model"] and " ms " in values["model"], values
         assert values["encoder passes per frame"] == "2.00", values
         assert "seg_teacher" in values["weights"] and "depth_teacher" in values["weights"]
         assert node.poll() is None
-    finally:
-        stop_process(camera)
-        stop_process(node)
-        if probe is not None:
-            probe.close()
 
 
 def test_bad_pairs_fail_start_up_clearly(ros_env, teachers, tmp_path):

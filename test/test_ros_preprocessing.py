@@ -1,5 +1,5 @@
 """dpt_node with `preprocessing:=reference` over real DDS: its outputs are the official pipeline's
-(Predictor with preprocessing="reference"), not the default fast path's."""
+(PerceptionPipeline with preprocessing="reference"), not the default fast path's."""
 
 import numpy as np
 import pytest
@@ -8,14 +8,14 @@ pytest.importorskip("rclpy", reason="rclpy is not installed (run scripts/setup.s
 torch = pytest.importorskip("torch")
 pytest.importorskip("dpt_perception.msg", reason="messages not built (run scripts/setup.sh)")
 
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from dpt_perception.model.checkpoints import load_model, save_model  # noqa: E402
 from dpt_perception.model.testing import tiny_model  # noqa: E402
 from dpt_perception.ros.image_conversion import image_to_rgb8, output_image_to_array  # noqa: E402
 from dpt_perception.ros.parameters import validate_value  # noqa: E402
-from dpt_perception.ros.probe import OutputProbe, param_args, start_process, stop_process  # noqa: E402
+
+from helpers.ros_session import BEST_EFFORT, RosSession  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -28,36 +28,24 @@ def test_preprocessing_values_are_validated():
 
 
 def test_node_with_reference_preprocessing_publishes_the_reference_outputs(ros_env, tmp_path):
-    from dpt_perception.inference.predictor import Predictor
+    from dpt_perception.inference.pipeline import PerceptionPipeline
 
     model = tiny_model(seed=0, num_classes=5, net_size=[64, 64], depth_weight_scale=50.0)  # a live depth map
     weights, _ = save_model(model, tmp_path / "tiny")
-    procs, probe = [], None
-    try:
-        probe = OutputProbe(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
-        procs.append(start_process(
-            "dpt_perception.ros.node",
-            param_args(weights=weights, net_size=[64, 64], depth_mode="fixed", preprocessing="reference"),
-            ros_env, tmp_path / "node.log"))
-        procs.append(start_process(
-            "dpt_perception.ros.camera_publisher",
-            param_args(width=150, height=100, rate=6.0, distinct_frames=1, encoding="rgb8"),
-            ros_env, tmp_path / "camera.log"))
+    with RosSession(ros_env, tmp_path) as s:
+        probe = s.probe
+        s.start_node(weights=weights, net_size=[64, 64], depth_mode="fixed", preprocessing="reference")
+        s.start_camera(width=150, height=100, rate=6.0, distinct_frames=1, encoding="rgb8")
         for topic in ("/camera/image_raw", "/dpt/depth/relative_inverse", "/dpt/labels"):
-            probe.subscribe(topic, Image, qos_profile_sensor_data)
-        assert probe.spin_until(lambda: all(probe.count(t) >= 2 for t in probe.messages), 90.0), (
-            {t: probe.count(t) for t in probe.messages}, (tmp_path / "node.log").read_text()[-3000:])
+            probe.subscribe(topic, Image, BEST_EFFORT)
+        s.wait_for(lambda: all(probe.count(t) >= 2 for t in probe.messages), 90.0, "2 messages per topic")
         rgb = image_to_rgb8(probe.latest("/camera/image_raw"))  # one distinct frame
         depth = output_image_to_array(probe.latest("/dpt/depth/relative_inverse"))
         labels = output_image_to_array(probe.latest("/dpt/labels"))
-    finally:
-        for proc in procs:
-            stop_process(proc)
-        if probe is not None:
-            probe.close()
     model = load_model(weights)
-    reference = Predictor(model, device="cpu", net_size=(64, 64), preprocessing="reference").infer_image(rgb)
-    fast = Predictor(model, device="cpu", net_size=(64, 64)).infer_image(rgb)
+    reference_pipeline = PerceptionPipeline(model, device="cpu", net_size=(64, 64), preprocessing="reference")
+    reference = reference_pipeline.infer_image(rgb)
+    fast = PerceptionPipeline(model, device="cpu", net_size=(64, 64)).infer_image(rgb)
     np.testing.assert_allclose(depth, reference.depth, rtol=1e-5, atol=1e-6)
     # the node's forward may use other thread counts: ties within float rounding may flip
     assert (labels == reference.labels).mean() > 0.999

@@ -23,6 +23,7 @@ from dpt_perception.model.pair import single_task_model
 from dpt_perception.model.testing import randomize_
 from dpt_perception.ros.demo import DEMO_WEIGHTS
 from dpt_perception.training.data.synthetic import write_folder_dataset
+from dpt_perception.training.distill import load_distill_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -85,6 +86,8 @@ def test_student_agrees_with_both_teachers(distilled):
     assert (root / "run" / "report.png").stat().st_size > 1000
     assert list((root / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert "label agreement" in run.stdout and "installed as" in run.stdout
+    # the written config.yaml is a distill config file: --config OUT/config.yaml repeats the run
+    assert load_distill_config(root / "run" / "config.yaml") == load_distill_config(root / "distill.yaml")
 
 
 def test_student_checkpoint_records_its_teachers_and_is_installed_for_the_pair(distilled):

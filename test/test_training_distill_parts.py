@@ -150,7 +150,7 @@ def test_depth_agreement_is_invariant_where_the_teacher_space_is():
         0, abs=1e-5
     )
     assert depth_agreement_loss(teacher.flip(-1), teacher, "ssi", relative).item() > 0.1
-    metric = DPTConfig.tiny(heads=["depth"], depth_mode="metric", depth_scale=0.5, depth_shift=0.1)
+    metric = DPTConfig.tiny(heads=["depth"], depth_kind="metric", depth_scale=0.5, depth_shift=0.1)
     # Metric: the same metres are zero, a scaled output is not (metres are absolute).
     assert depth_agreement_loss(teacher, teacher, "l1", metric).item() == 0.0
     assert depth_agreement_loss(2 * teacher, teacher, "l1", metric).item() > 0.01

@@ -15,12 +15,7 @@ from dpt_perception.training import evaluate
 KITTI_HW = (375, 1242)
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def official_input(rgb, net_hw):
@@ -57,7 +52,7 @@ def bts_errors(gt, pred):
 
 
 def test_kitti_protocol_on_the_cli_equals_an_independent_computation(tmp_path, capsys):
-    model = tiny_model(seed=0, depth_mode="metric", depth_scale=0.02, depth_shift=0.01)
+    model = tiny_model(seed=0, depth_kind="metric", depth_scale=0.02, depth_shift=0.01)
     save_model(model, tmp_path / "tiny.safetensors")
     frames = write_kitti_pairs(tmp_path)
     data = {"type": "kitti", "layout": "pairs", "pairs_file": str(tmp_path / "list.txt"),
@@ -124,9 +119,9 @@ def test_ade20k_protocol_counts_labelled_pixels_only(tmp_path):
         anns.append(ann.astype(np.int64))
         rgbs.append(rgb)
     model = tiny_model(seed=2, heads=("segmentation",), num_classes=150)
-    options = dict(evaluate._DEFAULTS, data={"type": "ade20k", "root": str(root), "split": "validation",
-                                                   "transform": {"net_size": [64, 64]}},
-                   protocol="ade20k", device="cpu")
+    options = evaluate.EvalConfig(data={"type": "ade20k", "root": str(root), "split": "validation",
+                                        "transform": {"net_size": [64, 64]}},
+                                  protocol="ade20k", device="cpu")
     results, _, protocol = evaluate.run_evaluation(model, options)
     correct = labelled = 0
     for rgb, ann in zip(rgbs, anns):
@@ -141,10 +136,10 @@ def test_ade20k_protocol_counts_labelled_pixels_only(tmp_path):
     assert results["segmentation"]["pixel_accuracy"] == pytest.approx(correct / labelled, rel=1e-12)
 
 
-def test_depth_mode_overrides_convert_the_predictor_output(tmp_path):
-    """--depth-mode relative on a metric model aligns its inverse metres; --depth-mode metric on a
+def test_depth_kind_overrides_convert_the_pipeline_output(tmp_path):
+    """--depth-kind relative on a metric model aligns its inverse metres; --depth-kind metric on a
     relative model converts with the config's scale/shift (1 / max(s*x + t, 1e-8))."""
-    from dpt_perception.inference.predictor import Predictor
+    from dpt_perception.inference.pipeline import PerceptionPipeline
     from dpt_perception.training.protocols import get_protocol, image_depth_errors
 
     rng = np.random.default_rng(7)
@@ -153,14 +148,15 @@ def test_depth_mode_overrides_convert_the_predictor_output(tmp_path):
     sample = {"image": rgb, "depth": gt, "depth_valid": np.ones_like(gt, bool), "has_depth": True,
               "has_labels": False, "ignore_index": 255}
     protocol = get_protocol("none", 1e-3, 80.0)
-    cases = (("metric", dict(depth_mode="metric", depth_scale=0.5, depth_shift=0.1), True),
+    cases = (("metric", dict(depth_kind="metric", depth_scale=0.5, depth_shift=0.1), True),
              ("relative", dict(depth_scale=0.5, depth_shift=0.1), False))
     for mode, overrides, relative in cases:
         model = tiny_model(seed=3, depth_weight_scale=20.0, **overrides)
-        options = dict(evaluate._DEFAULTS, device="cpu", data={"type": "x", "transform": {"net_size": 64}},
-                       depth_mode="relative" if relative else "metric")
+        options = evaluate.EvalConfig(device="cpu", data={"type": "x", "transform": {"net_size": 64}},
+                                      depth_kind="relative" if relative else "metric")
         results, _, _ = evaluate.run_evaluation(model, options, dataset=[sample])
-        raw = Predictor(model, device="cpu", net_size=64, preprocessing="reference").infer_image(rgb).depth
+        reference = PerceptionPipeline(model, device="cpu", net_size=64, preprocessing="reference")
+        raw = reference.infer_image(rgb).depth
         if relative:  # metres from the model, aligned as inverse depth
             expected = image_depth_errors(protocol, 1.0 / np.maximum(raw, 1e-8), gt, relative=True)
         else:  # inverse relative depth from the model, converted with its config

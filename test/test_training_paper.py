@@ -1,23 +1,17 @@
 """The paper-table command on BTS-style NYU / KITTI test sets the test writes."""
+import dataclasses
 import json
 
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from dpt_perception.model.checkpoints import load_model, save_model
 from dpt_perception.model.testing import tiny_model
 from dpt_perception.training import evaluate, paper
 from dpt_perception.training.protocols import PROTOCOLS
 
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _write_set(root, hw, png_scale, n, seed, missing=0):
@@ -42,7 +36,7 @@ def sets(tmp_path):
     _write_set(tmp_path / "kitti", (375, 1242), 256.0, 2, seed=1, missing=1)
     weights = {}
     for name, (scale, shift) in {"nyu": (0.02, 0.1), "kitti": (0.002, 0.012)}.items():
-        model = tiny_model(seed=0, depth_mode="metric", depth_scale=scale, depth_shift=shift,
+        model = tiny_model(seed=0, depth_kind="metric", depth_scale=scale, depth_shift=shift,
                            net_size=[64, 64], depth_weight_scale=20.0)
         weights[name], _ = save_model(model, tmp_path / f"tiny_{name}")
     return tmp_path, weights
@@ -73,11 +67,11 @@ def test_paper_table_prints_the_published_numbers_next_to_ours(sets, capsys):
 
     # "ours" is the evaluation CLI's protocol run on the same frames (quantised as the official PNGs)
     dataset = paper.BTSListDataset(root / "kitti/list.txt", root / "kitti", root / "kitti", 256.0)
-    options = dict(evaluate._DEFAULTS, protocol="kitti", png_quantize=True, device="cpu", data={"type": "x"},
-                   batch_size=1)  # one frame per forward, as the paper command
+    options = evaluate.EvalConfig(protocol="kitti", png_quantize=True, device="cpu", data={"type": "x"},
+                                  batch_size=1)  # one frame per forward, as the paper command
     results, _, _ = evaluate.run_evaluation(load_model(str(weights["kitti"])), options, dataset)
     assert results["depth"]["abs_rel"] == pytest.approx(table["ours"]["kitti"]["depth"]["abs_rel"], rel=1e-12)
-    unquantised = dict(options, png_quantize=False)
+    unquantised = dataclasses.replace(options, png_quantize=False)
     other, _, _ = evaluate.run_evaluation(load_model(str(weights["kitti"])), unquantised, dataset)
     assert other["depth"]["abs_rel"] != results["depth"]["abs_rel"]  # quantisation is applied
     assert abs(other["depth"]["abs_rel"] - results["depth"]["abs_rel"]) < 1e-2

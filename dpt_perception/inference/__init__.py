@@ -1,6 +1,6 @@
-"""ROS-free inference runtime: preprocessing, the Predictor (numpy in / numpy out), geometry,
-colourising, metric scale/shift fitting, latest-frame scheduling and weights download.
+"""ROS-free inference runtime: the PerceptionPipeline (frames in, every output out) and what it and the
+node use: preprocessing, labels, colourising, geometry, depth semantics, scheduling, weights, backends.
 
-Import from the submodules (e.g. `from dpt_perception.inference.predictor import Predictor`);
+Import from the submodules (e.g. `from dpt_perception.inference.pipeline import PerceptionPipeline`);
 this package imports nothing heavy by itself so the CLI modules start fast.
 """

@@ -311,7 +311,7 @@ def choose(
                       trials=list(entry.get("trials", [])))
 
     started = time.monotonic()
-    model = model.to(device) if hasattr(model, "to") else model  # the Predictor moves it there anyway
+    model = model.to(device) if hasattr(model, "to") else model  # the pipeline moves it there anyway
     x = check_input(net_shape, device)
     reference_engine = build(model, REFERENCE[0], device=device, precision=REFERENCE[1])
     with torch.inference_mode():

@@ -7,7 +7,7 @@ The ONNX graph has one input "pixel_values" (B,3,H,W float32, normalised like th
 config) and one output per enabled head, named "depth" (B,H,W) and "segmentation" (B,C,H,W).
 The input size is fixed (the default, what TensorRT likes best) or dynamic (batch, height and
 width symbolic). The model's config, heads, input size and a hash of its weights are stored in
-the file's metadata so the runtime backends can rebuild the Predictor settings from the file
+the file's metadata so the runtime backends can rebuild the PerceptionPipeline settings from the file
 alone. After export the file is run with onnxruntime on the same inputs as PyTorch, the max
 error is printed, and the export fails (exit code 1) when it exceeds the tolerance.
 """

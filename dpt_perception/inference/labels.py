@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from dpt_perception.caches import bounded_cache
 
-#: label paths of the Predictor and the DevicePipeline (see the module docstring)
+#: label paths of the PerceptionPipeline (see the module docstring)
 LABEL_UPSAMPLING = ("bilinear", "nearest")
 
 #: one linear resampling step along an axis: (output length, align_corners)

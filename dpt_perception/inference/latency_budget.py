@@ -1,6 +1,6 @@
 """Latency budget (`max_latency_ms`): the largest network size whose measured time fits.
 
-`LatencyBudget` watches the Predictor's timings of every inference ("forward" and "total", in ms)
+`LatencyBudget` watches the PerceptionPipeline's timings of every inference ("forward" and "total", in ms)
 and picks the network size (`net_size` target) from a ladder of sizes: the model's own size, then
 heights 32 smaller at a time with the width keeping the model's aspect (multiples of 32). The
 model's own (trained) size is the top of the ladder.
@@ -90,7 +90,7 @@ class LatencyBudget:
         return self.fixed_ms + self.forward_ms * _pixels(size) / _pixels(self.size)
 
     def observe(self, current: tuple[int, int], timings: dict[str, float]) -> tuple[int, int] | None:
-        """Record one inference at network size `current` (its Predictor timings); returns a new
+        """Record one inference at network size `current` (its PerceptionPipeline timings); returns a new
         size to use, or None to keep the current one."""
         if "forward" not in timings or "total" not in timings:
             return None

@@ -26,7 +26,7 @@ import torch
 from dpt_perception.caches import LRUCache
 
 RESIZE_RULES = ("minimal", "lower_bound", "upper_bound", "fixed")
-#: preprocessing + output resampling of the Predictor and of evaluation (docs/model.md)
+#: preprocessing + output resampling of the PerceptionPipeline and of evaluation (docs/model.md)
 PREPROCESSING = ("fast", "reference")
 
 
@@ -51,10 +51,6 @@ def parse_net_size(net_size) -> tuple[int, int]:
     if hw[0] <= 0 or hw[1] <= 0:
         raise ValueError(f"net_size sides must be positive, got {hw}")
     return hw
-
-
-# Former private name, still imported by inference/backends/device_pipeline.py.
-_as_hw = parse_net_size
 
 
 def _to_multiple(x: float, multiple: int, min_val: int = 0, max_val: int | None = None) -> int:

@@ -52,7 +52,7 @@ class OfficialWeights:
 def _task(config: dict) -> str:
     if "segmentation" in config["heads"]:
         return "segmentation"
-    return "metric depth" if config.get("depth_mode") == "metric" else "relative depth"
+    return "metric depth" if config.get("depth_kind") == "metric" else "relative depth"
 
 
 def _description(preset: dict) -> str:

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dpt_perception.model.classes import ADE20K_CLASS_NAMES, default_class_colors
+from dpt_perception.model.depth_units import DEPTH_KINDS
 
 VARIANTS = ("vit_base", "vit_large", "vit_hybrid")
 READOUTS = ("ignore", "add", "project")
 HEADS = ("depth", "segmentation")
 NUMERICS = ("official", "hf")
-DEPTH_MODES = ("relative", "metric")
+DEPTH_KINDS = DEPTH_KINDS  # what the depth head outputs (model.depth_units)
 
 # Per-variant architecture: (hidden, layers, heads, taps, reassemble channels).
 _VARIANT_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -79,7 +80,7 @@ class DPTConfig:
     class_colors: list[list[int]] | None = None
     aux_head: bool = True
     segmentation_dropout: float = 0.1
-    depth_mode: str = "relative"
+    depth_kind: str = "relative"
     depth_scale: float = 1.0
     depth_shift: float = 0.0
     # Input.
@@ -129,8 +130,8 @@ class DPTConfig:
             raise bad(f"readout must be one of {READOUTS}, got {self.readout!r}")
         if self.numerics not in NUMERICS:
             raise bad(f"numerics must be one of {NUMERICS}, got {self.numerics!r}")
-        if self.depth_mode not in DEPTH_MODES:
-            raise bad(f"depth_mode must be one of {DEPTH_MODES}, got {self.depth_mode!r}")
+        if self.depth_kind not in DEPTH_KINDS:
+            raise bad(f"depth_kind must be one of {DEPTH_KINDS}, got {self.depth_kind!r}")
         if (
             not self.heads
             or any(h not in HEADS for h in self.heads)
@@ -203,6 +204,10 @@ class DPTConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DPTConfig:
+        if "depth_mode" in data and "depth_kind" not in data:
+            # Files written before the field was renamed (the node's `depth_mode` parameter is a
+            # different fact: where its metres come from): same values, "relative" | "metric".
+            data = {("depth_kind" if k == "depth_mode" else k): v for k, v in data.items()}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -299,7 +304,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         data="fine-tuned on KITTI",
         config=_depth_preset(
             "vit_hybrid",
-            depth_mode="metric",
+            depth_kind="metric",
             depth_scale=0.00006016,
             depth_shift=0.00579,
             net_size=[352, 1216],
@@ -309,7 +314,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         file="dpt_hybrid_nyu-2ce69ec7.pt",
         data="fine-tuned on NYUv2",
         config=_depth_preset(
-            "vit_hybrid", depth_mode="metric", depth_scale=0.000305, depth_shift=0.1378, net_size=[480, 640]
+            "vit_hybrid", depth_kind="metric", depth_scale=0.000305, depth_shift=0.1378, net_size=[480, 640]
         ),
     ),
 }

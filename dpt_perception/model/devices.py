@@ -1,5 +1,5 @@
 """`resolve_device`: the one reading of a device name ("auto", "cpu", "cuda", "cuda:N") for the
-Predictor, the inference engines, the node and the training / evaluation loops."""
+PerceptionPipeline, the inference engines, the node and the training / evaluation loops."""
 
 from __future__ import annotations
 

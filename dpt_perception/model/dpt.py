@@ -54,33 +54,35 @@ class DPT(nn.Module):
         encoder_ids = {id(p) for p in self.encoder.parameters()}
         return [p for p in self.parameters() if id(p) not in encoder_ids]
 
-    def forward(
-        self, pixel_values: torch.Tensor, heads: Sequence[str] | None = None, lowres_logits: bool = False
+    def forward_features(
+        self, pixel_values: torch.Tensor, heads: Sequence[str] | None = None
     ) -> dict[str, torch.Tensor]:
-        """`heads` restricts the run to a subset of the enabled heads (e.g. only "depth" when nobody
-        wants labels): necks and heads of the other tasks are skipped entirely.
+        """The fused map each requested task's head reads (task -> (B, fusion_channels, H/2, W/2)),
+        from ONE encoder pass; `heads` restricts the run to a subset of the enabled heads (e.g.
+        only "depth" when nobody wants labels): the necks of the other tasks are skipped."""
+        tasks = self._tasks(heads)
+        features, grid = self.encoder(pixel_values)
+        needed_necks = {self.config.neck_for(task) for task in tasks}
+        fused = {name: neck(features, grid) for name, neck in self.necks.items() if name in needed_necks}
+        return {task: fused[self.config.neck_for(task)] for task in tasks}
 
-        `lowres_logits=True` returns "segmentation" before the head's final x2 bilinear upsample
-        (B, C, H/2, W/2): the upsample costs ~150 x H x W floats of memory traffic, and callers
-        that only want class ids resample them exactly from these (inference/labels.py)."""
+    def forward(
+        self, pixel_values: torch.Tensor, heads: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Task outputs at the input resolution for the enabled heads (or the subset `heads`)."""
+        fused = self.forward_features(pixel_values, heads)
+        out = {task: self.heads[task](features) for task, features in fused.items()}
+        if self.aux_head is not None and self.training and "segmentation" in fused:
+            out["aux"] = self.aux_head(fused["segmentation"])
+        return out
+
+    def _tasks(self, heads: Sequence[str] | None) -> list[str]:
         tasks = list(self.heads) if heads is None else [t for t in self.heads if t in heads]
         if heads is not None and len(tasks) != len(set(heads)):
             raise ValueError(
                 f"heads={list(heads)} asks for a head this model lacks; it has {list(self.heads)}"
             )
-        features, grid = self.encoder(pixel_values)
-        needed_necks = {self.config.neck_for(task) for task in tasks}
-        fused = {name: neck(features, grid) for name, neck in self.necks.items() if name in needed_necks}
-        out: dict[str, torch.Tensor] = {}
-        for task in tasks:
-            head_input = fused[self.config.neck_for(task)]
-            if task == "segmentation" and lowres_logits:
-                out[task] = self.heads[task](head_input, upsample=False)
-            else:
-                out[task] = self.heads[task](head_input)
-        if self.aux_head is not None and self.training and "segmentation" in tasks:
-            out["aux"] = self.aux_head(fused[self.config.neck_for("segmentation")])
-        return out
+        return tasks
 
     def depth_to_metric(self, inverse_depth: torch.Tensor) -> torch.Tensor:
         return depth_to_metric(inverse_depth, self.config.depth_scale, self.config.depth_shift)

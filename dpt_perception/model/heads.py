@@ -90,11 +90,15 @@ class SegmentationHead(nn.Module):
         """The 1x1 conv from features to class logits."""
         return self.head[4]
 
-    def forward(self, x: torch.Tensor, upsample: bool = True) -> torch.Tensor:
-        """`upsample=False` returns the logits before the final x2 upsample (half the input size)."""
-        features = self.head[:4](x)
-        logits = classify_channels_last(self.classifier, features)
-        return self.head[5](logits) if upsample and self.upsamples else logits
+    def half_resolution_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores at the fused map's resolution (half the network input), before the final
+        x2 upsample: what a caller that only wants class ids resamples exactly (inference/labels.py)
+        without paying for ~num_classes x H x W upsampled floats."""
+        return classify_channels_last(self.classifier, self.head[:4](x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.half_resolution_logits(x)
+        return self.head[5](logits) if self.upsamples else logits
 
 
 def classify_channels_last(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:

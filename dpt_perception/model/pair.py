@@ -1,5 +1,5 @@
 """`TaskPair`: a depth model and a segmentation model with their OWN encoders, behind the DPT
-forward contract, so the Predictor, the node and the backends serve both tasks from one call.
+forward contract, so the PerceptionPipeline, the node and the backends serve both tasks from one call.
 
 The official releases are single-task files with different encoders, so joining them into one
 shared-encoder model keeps only one task exact (`checkpoints.compose`). The pair keeps both
@@ -27,8 +27,9 @@ def task_of(model: DPT) -> str:
 
 
 class TaskPair(nn.Module):
-    """forward(pixel_values, heads=None, lowres_logits=False) -> {"depth": ..., "segmentation": ...}
-    exactly as each model alone would give; a task nobody asks for skips its model entirely.
+    """forward(pixel_values, heads=None) -> {"depth": ..., "segmentation": ...} exactly as each model
+    alone would give; a task nobody asks for skips its model entirely. `forward_features` and
+    `heads` give the same parts as a DPT's (the inference pipeline composes them).
 
     `config` describes the joint outputs (depth semantics and net size of the depth model, classes
     of the segmentation model); it is also the architecture a distilled student takes."""
@@ -57,7 +58,8 @@ class TaskPair(nn.Module):
         self.depth_model = depth_model
         self.segmentation_model = segmentation_model
         self.config = composed_config(d, s, encoder_from="depth", same_architecture=False)
-        # With `measure` set, forward records each task's model time in `last_ms` (synchronising
+        # With `measure` set, forward (forward_features: encoder + neck) records each task's model
+        # time in `last_ms` (synchronising
         # CUDA, so only for a check frame: the node reports the pair's cost this way).
         self.measure = False
         self.last_ms: dict[str, float] = {}
@@ -73,26 +75,38 @@ class TaskPair(nn.Module):
         self.last_ms[task] = (time.perf_counter() - start) * 1000.0
         return out
 
-    def forward(
-        self, pixel_values: torch.Tensor, heads: Sequence[str] | None = None, lowres_logits: bool = False
+    @property
+    def heads(self) -> dict[str, nn.Module]:
+        """task -> the head that serves it (each from its own model; not registered twice)."""
+        return {"depth": self.depth_model.heads["depth"],
+                "segmentation": self.segmentation_model.heads["segmentation"]}
+
+    def forward_features(
+        self, pixel_values: torch.Tensor, heads: Sequence[str] | None = None
     ) -> dict[str, torch.Tensor]:
+        """The fused map each requested task's head reads, from that task's own model."""
+        models = {"depth": self.depth_model, "segmentation": self.segmentation_model}
+        return {
+            task: self._timed(task, lambda m=models[task], t=task: m.forward_features(pixel_values, [t])[t])
+            for task in self._tasks(heads)
+        }
+
+    def forward(
+        self, pixel_values: torch.Tensor, heads: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        wanted = self._tasks(heads)
+        models = {"depth": self.depth_model, "segmentation": self.segmentation_model}
+        out: dict[str, torch.Tensor] = {}
+        for task in wanted:  # each model called as a module: its hooks see the pass
+            out.update(self._timed(task, lambda m=models[task], t=task: m(pixel_values, heads=[t])))
+        return out
+
+    def _tasks(self, heads: Sequence[str] | None) -> list[str]:
         wanted = list(self.config.heads) if heads is None else list(heads)
         unknown = [h for h in wanted if h not in self.config.heads]
         if unknown:
             raise ValueError(f"heads={wanted} asks for a head this pair lacks; it has {self.config.heads}")
-        out: dict[str, torch.Tensor] = {}
-        if "depth" in wanted:
-            out.update(self._timed("depth", lambda: self.depth_model(pixel_values, heads=["depth"])))
-        if "segmentation" in wanted:
-            out.update(
-                self._timed(
-                    "segmentation",
-                    lambda: self.segmentation_model(
-                        pixel_values, heads=["segmentation"], lowres_logits=lowres_logits
-                    ),
-                )
-            )
-        return out
+        return [task for task in ("depth", "segmentation") if task in wanted]
 
 
 def make_pair(first: DPT, second: DPT) -> TaskPair:

@@ -27,9 +27,9 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from dpt_perception.command_line import restore_interrupts
+from dpt_perception.inference.sample_frames import sample_frames
 from dpt_perception.ros.image_conversion import array_to_image, rgb8_to_compressed, rgb8_to_image
 from dpt_perception.ros.parameters import wants_help
-from dpt_perception.ros.sample_frames import sample_frames
 
 
 def camera_info_from_k(k: np.ndarray, height: int, width: int, header=None) -> CameraInfo:

@@ -42,9 +42,9 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from dpt_perception.command_line import program_name, restore_interrupts
 from dpt_perception.inference.colorize import colorize_depth
 from dpt_perception.inference.geometry import unpack_rgb_float
+from dpt_perception.inference.ply import write_ply
 from dpt_perception.model.checkpoints.dispatch import DEMO_WEIGHTS
 from dpt_perception.ros.image_conversion import image_to_rgb8, output_image_to_array
-from dpt_perception.ros.ply import write_ply
 from dpt_perception.ros.pointcloud2 import cloud_to_arrays
 from dpt_perception.ros.probe import (
     OutputProbe,

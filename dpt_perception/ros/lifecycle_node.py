@@ -40,9 +40,12 @@ from dpt_perception.ros.parameters import (
 )
 
 
-class DptLifecycleNode(DptPerception, LifecycleNode):
+class DptLifecycleNode(LifecycleNode):
+    """`DptPerception` driven by managed transitions."""
+
     def __init__(self, node_name: str = "dpt_node", **kwargs):
         super().__init__(node_name, **kwargs)
+        self.perception = DptPerception(self)
         self._configured = False
         try:
             declare_only(self, read_only=False)
@@ -67,42 +70,46 @@ class DptLifecycleNode(DptPerception, LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self._configure()
+            self.perception.configure()
         except Exception as exc:  # reported with its reason; the node stays unconfigured
             self.get_logger().error(f"configure failed: {_reason(exc)}")
-            self._cleanup()
+            self.perception.cleanup()
             return TransitionCallbackReturn.FAILURE
         self._configured = True
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self._activate()
+            self.perception.activate()
         except Exception as exc:  # the node stays inactive, model loaded
             self.get_logger().error(f"activate failed: {_reason(exc)}")
-            self._deactivate()
+            self.perception.deactivate()
             return TransitionCallbackReturn.FAILURE
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._deactivate()
+        self.perception.deactivate()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._cleanup()
+        self.perception.cleanup()
         self._configured = False
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._cleanup()
+        self.perception.cleanup()
         self._configured = False
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f"error while in state {state.label}: releasing everything")
-        self._cleanup()
+        self.perception.cleanup()
         self._configured = False
         return TransitionCallbackReturn.SUCCESS
+
+
+    def shutdown(self) -> None:
+        self.perception.cleanup()
 
 
 def _reason(exc: Exception) -> str:

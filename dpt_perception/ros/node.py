@@ -1,15 +1,20 @@
 """`dpt_node`: depth, labels and point clouds from one or several cameras with one DPT model.
 
+Data path: image message -> `image_conversion.message_to_rgb8` -> `PerceptionPipeline.run` (all
+ROS-free: inference/) -> `outputs` (message builders) -> the camera's publishers.
+
 Threads: the executor thread only stores incoming messages (latest frame wins, one slot per
 camera); an `InferenceWorker` thread converts the newest frame of every camera, runs ONE batched
 forward pass for all of them, and publishes. Outputs without subscribers are not computed; when
-no output of a camera has a subscriber, its frames are not even decoded.
+no output of a camera has a subscriber, its frames are not even decoded (the subscriber counts
+come from the publishers' matched events, see `camera.py`).
 
 Start-up is all-or-nothing: parameters are validated, the model is loaded and run once on a
 dummy frame before any subscription exists; any failure ends the process with a clear message
 and exit status 1 (see `main`). `DptPerception` holds the node's work in lifecycle phases
-(configure: parameters, model, class table; activate: cameras, worker, diagnostics), which
-`DptNode` runs at once and `lifecycle_node.DptLifecycleNode` runs on managed transitions.
+(configure: parameters, model, class table; activate: cameras, worker, diagnostics) on an rclpy
+node it is given: `DptNode` runs them at once, `lifecycle_node.DptLifecycleNode` on managed
+transitions.
 """
 
 from __future__ import annotations
@@ -38,18 +43,19 @@ from dpt_perception.caches import cache_report
 from dpt_perception.command_line import restore_interrupts
 from dpt_perception.inference import autotune
 from dpt_perception.inference.class_aware_depth import ClassAwareDepth
+from dpt_perception.inference.depth_semantics import CameraDepth, DepthModeError, resolve_depth_mode
 from dpt_perception.inference.geometry import PointCloudProjector
 from dpt_perception.inference.latency_budget import LatencyBudget
 from dpt_perception.inference.loading import describe_model, format_passes, load_dpt_model
-from dpt_perception.inference.predictor import Predictor, resolve_device
+from dpt_perception.inference.pipeline import PerceptionPipeline, resolve_device
 from dpt_perception.inference.preprocess import parse_net_size
 from dpt_perception.inference.scheduling import InferenceWorker
 from dpt_perception.inference.weights import WeightsUnavailableError
+from dpt_perception.model.depth_units import METRIC
 from dpt_perception.model.pair import EncoderPassCounter, TaskPair
 from dpt_perception.msg import ClassTable
 from dpt_perception.ros import outputs
-from dpt_perception.ros.camera_channel import CameraChannel, Needs
-from dpt_perception.ros.depth_semantics import CameraDepth, DepthModeError, resolve_depth_mode
+from dpt_perception.ros.camera import Camera, Needs
 from dpt_perception.ros.diagnostics import stream_status
 from dpt_perception.ros.image_conversion import ImageConversionError, array_to_image, message_to_rgb8
 from dpt_perception.ros.parameters import (
@@ -75,8 +81,8 @@ class StartupError(RuntimeError):
 
 
 def build_engine(model, backend: str, device: str, precision: str):
-    """(model-like, device, precision) for the Predictor. Non-eager engines apply the precision
-    themselves, so the Predictor then runs them at fp32 (no second autocast)."""
+    """(model-like, device, precision) for the PerceptionPipeline. Non-eager engines apply the precision
+    themselves, so the PerceptionPipeline then runs them at fp32 (no second autocast)."""
     if backend == "eager":
         return model, device, precision
     from dpt_perception.inference.backends import make_engine
@@ -86,21 +92,28 @@ def build_engine(model, backend: str, device: str, precision: str):
 
 
 class DptPerception:
-    """The node's work, in lifecycle phases; mixed into an rclpy Node or LifecycleNode."""
+    """The node's work on one rclpy node (a `Node` or a `LifecycleNode`), in lifecycle phases:
+    configure / activate / deactivate / cleanup. Holds the pipeline, the worker and one `Camera`
+    (all of a camera's state) per served camera; the rclpy node only gives it entities."""
 
-    predictor: Predictor | None = None
-    worker: InferenceWorker | None = None
-    class_table_pub = None
-    diagnostics_pub = None
-    _diagnostics_timer = None
-    _parameter_callbacks_added = False
+    def __init__(self, node):
+        self.node = node
+        self.log = node.get_logger()
+        self.settings = None
+        self.pipeline: PerceptionPipeline | None = None
+        self.worker: InferenceWorker | None = None
+        self.cameras: dict[str, Camera] = {}
+        self.class_table_pub = None
+        self.diagnostics_pub = None
+        self._diagnostics_timer = None
+        self._parameter_callbacks_added = False
 
-    def _configure(self) -> None:
+    def configure(self) -> None:
         """Validate parameters, load and test-run the model, publish the class table."""
-        log = self.get_logger()
+        log = self.log
         try:
-            declare_only(self)
-            self.settings = s = read_settings(self)
+            declare_only(self.node)
+            self.settings = s = read_settings(self.node)
         except (ValueError, ParameterException) as exc:  # e.g. a value outside its descriptor range
             raise StartupError(str(exc)) from exc
         try:
@@ -112,7 +125,6 @@ class DptPerception:
                 f"could not load weights {s.weights!r} (model {s.model or 'auto'}): "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        self.encoder_passes = EncoderPassCounter(model)
         try:
             # precision/backend "auto": measured once per machine + model + size, then cached.
             net = _net_size(s.net_size) or parse_net_size(model.config.net_size)
@@ -120,25 +132,26 @@ class DptPerception:
                 model, s.device, s.backend, s.precision, net, s.weights)
             if choice.trials:
                 log.info(choice.summary())
-            self.predictor = Predictor(
+            self.pipeline = PerceptionPipeline(
                 *build_engine(model, choice.backend, s.device, choice.precision),
                 net_size=_net_size(s.net_size),
                 preprocessing=s.preprocessing,
             )
+            self.encoder_passes = EncoderPassCounter(self.pipeline.runner)  # every pass the node runs
             self.depth_mode, self.depth_warnings = resolve_depth_mode(
                 s.depth_mode,
-                self.predictor.depth_kind == "metric_m",
-                self.predictor.has_depth,
+                self.pipeline.depth_kind == METRIC,
+                self.pipeline.has_depth,
                 s.sparse_depth_topic,
             )
             self._fit_net_size_to_memory()
             # One forward on a dummy frame: a model that cannot run fails here, not on the first image.
             # A pair measures each of its models on it: the cost of the two encoders is reported.
-            net_h, net_w = self.predictor.net_size
+            net_h, net_w = self.pipeline.net_size
             pair = model if isinstance(model, TaskPair) else None
             if pair is not None:
                 pair.measure = True
-            self.predictor.infer_image(np.zeros((net_h, net_w, 3), np.uint8))
+            self.pipeline.infer_image(np.zeros((net_h, net_w, 3), np.uint8))
             if pair is not None:
                 pair.measure = False
             self.model_summary = describe_model(model, s.weights, net_h, net_w)
@@ -146,28 +159,26 @@ class DptPerception:
             raise StartupError(f"{type(exc).__name__}: {exc}") from exc
         for warning in self.depth_warnings:
             log.warning(warning)
-        config = self.predictor.config
+        config = self.pipeline.config
         self.latency = LatencyBudget(parse_net_size(config.net_size), s.max_latency_ms, _net_size(s.net_size))
-        self.palette = np.asarray(config.class_colors, dtype=np.uint8) if self.predictor.has_labels else None
+        self.palette = np.asarray(config.class_colors, dtype=np.uint8) if self.pipeline.has_labels else None
         self.projector = PointCloudProjector(s.points_max_range or None, s.points_decimation)
         try:
             self.class_rules = self._class_rules(s.too_far_classes, s.points_exclude_classes)
         except ValueError as exc:
             raise StartupError(f"invalid parameters: {exc}") from exc
-        self.channels: dict[str, CameraChannel] = {}
-        self.depth: dict[str, CameraDepth] = {}
-        if self.predictor.has_labels:
-            self.class_table_pub = self.create_publisher(
+        if self.pipeline.has_labels:
+            self.class_table_pub = self.node.create_publisher(
                 ClassTable, f"{s.output_namespace}/class_table", LATCHED_QOS
             )
             self.class_table_pub.publish(
                 outputs.class_table(
                     config.class_names, config.class_colors, " + ".join(s.weights),
-                    self.get_clock().now().to_msg(),
+                    self.node.get_clock().now().to_msg(),
                 )
             )
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        self.node.add_on_set_parameters_callback(self._validate_parameters)
+        self.node.add_post_set_parameters_callback(self._apply_parameters)
         self._parameter_callbacks_added = True
         if self.class_rules.too_far_ids.size:
             log.info(
@@ -177,79 +188,77 @@ class DptPerception:
         log.info(f"model: {self.model_summary}")
         log.info(
             f"configured: weights {' + '.join(s.weights)} (heads: {', '.join(config.heads)}) on "
-            f"{self.predictor.device} {choice.backend}/{choice.precision}, "
-            f"net_size {list(self.predictor.net_size)}, "
+            f"{self.pipeline.device} {choice.backend}/{choice.precision}, "
+            f"net_size {list(self.pipeline.net_size)}, "
             f"depth_mode {self.depth_mode}"
         )
 
-    def _activate(self) -> None:
+    def activate(self) -> None:
         """Create every camera's topics, start the inference worker and the diagnostics."""
         s = self.settings
-        log = self.get_logger()
+        log = self.log
         self.worker = InferenceWorker(
-            self._process_batch,
+            self.process_batch,
             max_batch=s.max_batch,
             on_error=lambda exc: log.error(f"inference failed: {exc}", throttle_duration_sec=5.0),
         )
         several = len(s.cameras) > 1
-        for camera in s.cameras:
+        for camera_ns in s.cameras:
             try:
-                channel = CameraChannel(
-                    self,
-                    camera,
+                camera = Camera(
+                    self.node,
+                    camera_ns,
                     s,
                     several,
-                    self.predictor.has_depth,
-                    self.predictor.has_labels,
-                    self._on_image,
-                    use_sparse=self.depth_mode == "fit",
+                    self.pipeline.has_depth,
+                    self.pipeline.has_labels,
+                    self.on_image,
+                    CameraDepth(self.depth_mode, s.depth_scale, s.depth_shift),
                 )
             except Exception as exc:  # an invalid topic name from the parameters (rclpy / rcl errors)
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise StartupError(f"camera {camera!r}: cannot create its topics: {reason}") from exc
-            channel.depth_uses_labels = bool(self.class_rules.too_far_ids.size)
-            self.channels[channel.key] = channel
-            self.depth[channel.key] = CameraDepth(self.depth_mode, s.depth_scale, s.depth_shift)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diagnostics_timer = self.create_timer(s.diagnostics_period, self._publish_diagnostics)
+                raise StartupError(f"camera {camera_ns!r}: cannot create its topics: {reason}") from exc
+            camera.depth_uses_labels = bool(self.class_rules.too_far_ids.size)
+            self.cameras[camera.key] = camera
+        self.diagnostics_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.node.create_timer(s.diagnostics_period, self.publish_diagnostics)
         self.worker.start()
         log.info(
             "active; cameras: "
             + "; ".join(
                 f"{c.key} <- {', '.join(c.input_topics())} -> {c.output_prefix}/..."
-                for c in self.channels.values()
+                for c in self.cameras.values()
             )
         )
 
-    def _deactivate(self) -> None:
+    def deactivate(self) -> None:
         """Stop the worker and remove the cameras' topics and the diagnostics (idempotent)."""
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
         if self._diagnostics_timer is not None:
-            self.destroy_timer(self._diagnostics_timer)
+            self.node.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = None
         if self.diagnostics_pub is not None:
-            self.destroy_publisher(self.diagnostics_pub)
+            self.node.destroy_publisher(self.diagnostics_pub)
             self.diagnostics_pub = None
-        for channel in getattr(self, "channels", {}).values():
-            channel.destroy(self)
-        self.channels = {}
-        self.depth = {}
+        for camera in self.cameras.values():
+            camera.destroy(self.node)
+        self.cameras = {}
 
-    def _cleanup(self) -> None:
+    def cleanup(self) -> None:
         """Release the model and the configure-time entities (idempotent)."""
-        self._deactivate()
+        self.deactivate()
         if self.class_table_pub is not None:
-            self.destroy_publisher(self.class_table_pub)
+            self.node.destroy_publisher(self.class_table_pub)
             self.class_table_pub = None
         if self._parameter_callbacks_added:  # (bound methods compare equal: removal finds them)
-            self.remove_on_set_parameters_callback(self._validate_parameters)
-            self.remove_post_set_parameters_callback(self._apply_parameters)
+            self.node.remove_on_set_parameters_callback(self._validate_parameters)
+            self.node.remove_post_set_parameters_callback(self._apply_parameters)
             self._parameter_callbacks_added = False
-        if self.predictor is not None:
-            device = self.predictor.device
-            self.predictor = None
+        if self.pipeline is not None:
+            device = self.pipeline.device
+            self.pipeline = None
             if device.type == "cuda":
                 import torch
 
@@ -259,19 +268,19 @@ class DptPerception:
     def _fit_net_size_to_memory(self) -> None:
         """A net_size whose forward would not fit in the memory available now is lowered to the
         largest multiple-of-32 size that does, with a warning (StartupError if not even 32 x 32 fits)."""
-        check = self.predictor.check_memory()
+        check = self.pipeline.check_memory()
         if check.fits:
             return
         if check.largest is None:
             raise StartupError(check.message())
-        self.predictor.set_net_size(check.largest)
-        self.get_logger().warning(f"{check.message()}: lowered to {list(check.largest)}")
+        self.pipeline.set_net_size(check.largest)
+        self.log.warning(f"{check.message()}: lowered to {list(check.largest)}")
 
     # ---- parameters --------------------------------------------------------------------------
     def _class_rules(self, too_far, exclude) -> ClassAwareDepth:
-        config = self.predictor.config
+        config = self.pipeline.config
         return ClassAwareDepth.from_names(
-            config.class_names if self.predictor.has_labels else None, list(too_far), list(exclude)
+            config.class_names if self.pipeline.has_labels else None, list(too_far), list(exclude)
         )
 
     def _validate_parameters(self, params) -> SetParametersResult:
@@ -284,7 +293,7 @@ class DptPerception:
                     return SetParametersResult(successful=False, reason=reason)
             if param.name == "net_size":  # refused before the first frame would try it
                 requested = _net_size(list(param.value))
-                check = self.predictor.check_memory(requested or self.predictor.config.net_size)
+                check = self.pipeline.check_memory(requested or self.pipeline.config.net_size)
                 if not check.fits:
                     return SetParametersResult(successful=False, reason=check.message())
             if param.name in classes:
@@ -303,91 +312,91 @@ class DptPerception:
             value = list(param.value) if param.name == "net_size" else param.value
             setattr(s, param.name, value)
             if param.name == "net_size":
-                self.predictor.set_net_size(self.latency.set_explicit(_net_size(value)))
-                self.get_logger().info(f"inference resolution now {list(self.predictor.net_size)}")
+                self.pipeline.set_net_size(self.latency.set_explicit(_net_size(value)))
+                self.log.info(f"inference resolution now {list(self.pipeline.net_size)}")
             elif param.name == "max_latency_ms":
                 self.latency.set_budget(value)
             elif param.name in ("depth_scale", "depth_shift"):
-                for depth in self.depth.values():
-                    depth.set_fixed(s.depth_scale, s.depth_shift)
+                for camera in self.cameras.values():
+                    camera.depth.set_fixed(s.depth_scale, s.depth_shift)
             elif param.name in ("points_decimation", "points_max_range"):
                 self.projector = PointCloudProjector(s.points_max_range or None, s.points_decimation)
             elif param.name in ("too_far_classes", "points_exclude_classes"):
                 setattr(s, param.name, [str(c) for c in value])
                 self.class_rules = self._class_rules(s.too_far_classes, s.points_exclude_classes)
-                for channel in self.channels.values():
-                    channel.depth_uses_labels = bool(self.class_rules.too_far_ids.size)
+                for camera in self.cameras.values():
+                    camera.depth_uses_labels = bool(self.class_rules.too_far_ids.size)
 
     # ---- inputs (executor thread: store only) ------------------------------------------------
-    def _on_image(self, channel: CameraChannel, msg) -> None:
-        channel.stats.on_received()
+    def on_image(self, camera: Camera, msg) -> None:
+        camera.stats.on_received()
         worker = self.worker
         if worker is not None:  # None between deactivate and a late callback
-            worker.submit((msg, time.monotonic()), key=channel.key)
+            worker.submit((msg, time.monotonic()), key=camera.key)
 
     # ---- inference (worker thread) -----------------------------------------------------------
-    def _process_batch(self, batch) -> None:
-        log = self.get_logger()
+    def process_batch(self, batch) -> None:
+        log = self.log
         work = []
         for frame in batch:
-            channel = self.channels[frame.key]
+            camera = self.cameras[frame.key]
             msg, received = frame.item
-            needs = channel.needs()
+            needs = camera.needs()
             if not needs.any_inference:
-                channel.stats.on_skipped()
+                camera.stats.on_skipped()
                 continue
             try:
                 rgb = message_to_rgb8(msg)
             except ImageConversionError as exc:
-                channel.stats.on_error(str(exc))
-                log.warning(f"{channel.key}: dropping bad image: {exc}", throttle_duration_sec=5.0)
+                camera.stats.on_error(str(exc))
+                log.warning(f"{camera.key}: dropping bad image: {exc}", throttle_duration_sec=5.0)
                 continue
-            work.append((channel, msg.header, received, rgb, needs))
+            work.append((camera, msg.header, received, rgb, needs))
         if not work:
             return
-        self.predictor.want_depth = any(n.depth_head for *_, n in work)
-        self.predictor.want_labels = any(n.label_head for *_, n in work)
+        outputs = tuple(name for name, wanted in (("depth", any(n.depth_head for *_, n in work)),
+                                                  ("labels", any(n.label_head for *_, n in work))) if wanted)
         start = time.monotonic()
-        predictions = self.predictor.infer_batch([rgb for _, _, _, rgb, _ in work])
+        predictions = self.pipeline.run([rgb for _, _, _, rgb, _ in work], outputs)
         latency = time.monotonic() - start
-        resized = self.latency.observe(self.predictor.net_size, predictions[0].timings)
+        resized = self.latency.observe(self.pipeline.net_size, predictions[0].timings)
         if resized is not None:  # max_latency_ms: the largest size whose measured time fits
-            self.predictor.set_net_size(resized)
+            self.pipeline.set_net_size(resized)
             log.info(f"latency budget {self.latency.budget_ms:g} ms: net_size now {list(resized)}")
-        for (channel, header, received, rgb, needs), prediction in zip(work, predictions):
+        for (camera, header, received, rgb, needs), prediction in zip(work, predictions):
             try:
-                self._publish(channel, header, rgb, prediction, needs)
+                self.publish(camera, header, rgb, prediction, needs)
             except (ValueError, ImageConversionError) as exc:
-                channel.stats.on_error(str(exc))
-                log.warning(f"{channel.key}: could not publish a frame: {exc}", throttle_duration_sec=5.0)
+                camera.stats.on_error(str(exc))
+                log.warning(f"{camera.key}: could not publish a frame: {exc}", throttle_duration_sec=5.0)
                 continue
-            channel.stats.on_processed(
+            camera.stats.on_processed(
                 latency, time.monotonic() - received, prediction.net_shape, prediction.source_shape
             )
 
-    def _publish(self, channel: CameraChannel, header, rgb: np.ndarray, prediction, needs: Needs) -> None:
+    def publish(self, camera: Camera, header, rgb: np.ndarray, prediction, needs: Needs) -> None:
         s = self.settings
         shape = prediction.source_shape
         metric = None
         if prediction.depth is not None:
-            converter = self.depth[channel.key]
+            converter = camera.depth
             if converter.mode == "fit":
-                self._feed_sparse(channel, converter, header, prediction.depth)
+                self._feed_sparse(camera, converter, header, prediction.depth)
             metric, relative = converter.convert(prediction.depth, prediction.depth_kind)
             if needs.relative:
-                channel.relative_pub.publish(array_to_image(relative, "32FC1", header))
+                camera.relative_pub.publish(array_to_image(relative, "32FC1", header))
         classed = None
         if metric is not None:
             classed = self.class_rules.apply(metric, prediction.labels, want_static=needs.static)
             if needs.depth:
-                channel.depth_pub.publish(outputs.metric_depth_image(classed.depth, header, s.max_depth))
+                camera.depth_pub.publish(outputs.metric_depth_image(classed.depth, header, s.max_depth))
             if needs.static and classed.static_depth is not None:
                 static = outputs.metric_depth_image(classed.static_depth, header, s.max_depth)
-                channel.static_pub.publish(static)
-        info = channel.latest_info()
+                camera.static_pub.publish(static)
+        info = camera.latest_info()
         if info is None and (needs.depth_info or needs.points):
-            self.get_logger().warning(
-                f"{channel.key}: no CameraInfo received yet; depth/camera_info and points wait for it",
+            self.log.warning(
+                f"{camera.key}: no CameraInfo received yet; depth/camera_info and points wait for it",
                 throttle_duration_sec=5.0,
             )
         scaled_info = None
@@ -395,18 +404,18 @@ class DptPerception:
             try:
                 scaled_info = outputs.scaled_camera_info(info, header, shape)
             except ValueError as exc:  # depth and labels still go out
-                self.get_logger().warning(
-                    f"{channel.key}: no depth/camera_info or points from this CameraInfo: {exc}",
+                self.log.warning(
+                    f"{camera.key}: no depth/camera_info or points from this CameraInfo: {exc}",
                     throttle_duration_sec=5.0,
                 )
         if scaled_info is not None and needs.depth_info and metric is not None:
-            channel.depth_info_pub.publish(scaled_info)
+            camera.depth_info_pub.publish(scaled_info)
         labels = prediction.labels
         if labels is not None:
             if needs.labels:
-                channel.labels_pub.publish(outputs.labels_image(labels, header))
+                camera.labels_pub.publish(outputs.labels_image(labels, header))
             if needs.labels_color:
-                channel.labels_color_pub.publish(
+                camera.labels_color_pub.publish(
                     outputs.labels_color_image(labels, self.palette, rgb, s.labels_blend, header)
                 )
         if needs.points and metric is not None and scaled_info is not None:
@@ -417,19 +426,19 @@ class DptPerception:
                     labels, header,
                 )
             except ValueError as exc:  # unusable intrinsics: skip the cloud, keep depth and labels
-                self.get_logger().warning(
-                    f"{channel.key}: no point cloud from this CameraInfo: {exc}", throttle_duration_sec=5.0
+                self.log.warning(
+                    f"{camera.key}: no point cloud from this CameraInfo: {exc}", throttle_duration_sec=5.0
                 )
             else:
-                channel.points_pub.publish(cloud)
+                camera.points_pub.publish(cloud)
 
     def _feed_sparse(
-        self, channel: CameraChannel, converter: CameraDepth, header, relative: np.ndarray
+        self, camera: Camera, converter: CameraDepth, header, relative: np.ndarray
     ) -> None:
-        sparse = channel.latest_sparse()
+        sparse = camera.latest_sparse()
         if sparse is None:
-            self.get_logger().warning(
-                f"{channel.key}: fit mode is waiting for sparse depth on {channel.sparse_sub.topic_name}",
+            self.log.warning(
+                f"{camera.key}: fit mode is waiting for sparse depth on {camera.sparse_sub.topic_name}",
                 throttle_duration_sec=10.0,
             )
             return
@@ -440,40 +449,40 @@ class DptPerception:
             converter.observe_sparse(relative, outputs.sparse_depth_array(sparse))
         except ValueError as exc:  # ImageConversionError too: a bad side input
             # Only the fit degrades: the last good scale/shift stays, this frame's outputs go out.
-            if channel.rejected_sparse is not sparse:  # say why once per bad message
-                channel.rejected_sparse = sparse
-                self.get_logger().warning(
-                    f"{channel.key}: ignoring bad sparse depth on {channel.sparse_sub.topic_name} "
+            if camera.rejected_sparse is not sparse:  # say why once per bad message
+                camera.rejected_sparse = sparse
+                self.log.warning(
+                    f"{camera.key}: ignoring bad sparse depth on {camera.sparse_sub.topic_name} "
                     f"(keeping the last fit): {exc}",
                     throttle_duration_sec=5.0,
                 )
 
     # ---- diagnostics -------------------------------------------------------------------------
-    def _publish_diagnostics(self) -> None:
+    def publish_diagnostics(self) -> None:
         s = self.settings
         array = DiagnosticArray()
-        array.header.stamp = self.get_clock().now().to_msg()
+        array.header.stamp = self.node.get_clock().now().to_msg()
         worker = self.worker.stats()
         common = {
-            "device": str(self.predictor.device),
+            "device": str(self.pipeline.device),
             "precision": self.engine_choice.precision,
             "engine": f"{self.engine_choice.backend}/{self.engine_choice.precision}"
             + (" (auto)" if autotune.AUTO in (s.backend, s.precision) else ""),
             "weights": " + ".join(s.weights),
             "model": self.model_summary,
             "encoder passes per frame": format_passes(self.encoder_passes.per_frame()),
-            "net_size (HxW)": "x".join(map(str, self.predictor.net_size)),
+            "net_size (HxW)": "x".join(map(str, self.pipeline.net_size)),
             "latency budget": self.latency.state(),
             "depth mode": self.depth_mode,
             "worker errors": str(worker.errors),
-            "out-of-memory fallbacks": str(getattr(self.predictor, "oom_events", 0)),
+            "out-of-memory fallbacks": str(getattr(self.pipeline, "oom_events", 0)),
             "caches": cache_report(),  # entries/bound of every per-size cache (dpt_perception.caches)
         }
-        for key, channel in self.channels.items():
-            stats = channel.stats.snapshot()
+        for key, camera in self.cameras.items():
+            stats = camera.stats.snapshot()
             stats["dropped"] = self.worker.gatherer.mailbox(key).dropped
             extra = dict(common)
-            depth = self.depth[key]
+            depth = camera.depth
             if depth.mode == "fixed":
                 extra["depth scale/shift (inverse)"] = f"{depth.scale:g} / {depth.shift:g}"
             if depth.mode == "fit":
@@ -487,41 +496,43 @@ class DptPerception:
             if worker.last_error:
                 extra["last worker error"] = worker.last_error
             array.status.append(
-                stream_status(f"{self.get_name()}: {key}", str(self.predictor.device), stats, extra, warnings)
+                stream_status(f"{self.node.get_name()}: {key}", str(self.pipeline.device), stats, extra,
+                              warnings)
             )
-        if not self.channels:
+        if not self.cameras:
             array.status.append(
                 DiagnosticStatus(
                     level=DiagnosticStatus.WARN,
-                    name=self.get_name(),
+                    name=self.node.get_name(),
                     message="no cameras",
                     values=[KeyValue(key="device", value=common["device"])],
                 )
             )
         self.diagnostics_pub.publish(array)
 
-    def shutdown(self) -> None:
-        self._cleanup()
 
-
-class DptNode(DptPerception, Node):
+class DptNode(Node):
     """Configured and active from construction; StartupError if it cannot serve."""
 
     def __init__(self, node_name: str = "dpt_node", **kwargs):
         super().__init__(node_name, **kwargs)
+        self.perception = DptPerception(self)
         try:
-            self._configure()
-            self._activate()
+            self.perception.configure()
+            self.perception.activate()
         except BaseException:
             # Release the model and threads; the rcl node itself stays with its context, whose
             # shutdown destroys it. Destroying it here, milliseconds after creation, crashed
             # the process now and then (SIGSEGV inside rcl_node_fini while DDS discovery ran).
-            self._cleanup()
+            self.perception.cleanup()
             raise
+
+    def shutdown(self) -> None:
+        self.perception.cleanup()
 
 
 def _net_size(value) -> tuple[int, int] | None:
-    """The Predictor's net_size for a parameter value ([0, 0] = the model's own: None)."""
+    """The PerceptionPipeline's net_size for a parameter value ([0, 0] = the model's own: None)."""
     return None if tuple(value) == MODEL_NET_SIZE else (int(value[0]), int(value[1]))
 
 
@@ -529,7 +540,7 @@ def _seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
-def serve(node: DptPerception) -> int:
+def serve(node) -> int:
     """Spin `node` until Ctrl-C or an external shutdown, then release it and rclpy; returns 0."""
     try:
         rclpy.spin(node)

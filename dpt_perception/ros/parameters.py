@@ -262,7 +262,7 @@ _SPEC: dict[str, tuple] = {
     "max_latency_ms": (
         0.0,
         _T.PARAMETER_DOUBLE,
-        "Latency budget of one inference (the Predictor's total: resize, forward, outputs) in ms; "
+        "Latency budget of one inference (the PerceptionPipeline's total: resize, forward, outputs) in ms; "
         "the node picks the largest net_size (multiples of 32, the model's aspect, at most its own "
         "size) whose measured time fits, and re-picks when the time drifts. 0 = off. An explicit "
         "net_size wins (the budget then only reports on /diagnostics).",

@@ -28,14 +28,13 @@ pair's name, where the node finds it: `weights: [DEPTH, SEG]` then runs ONE enco
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +49,7 @@ from dpt_perception.model.depth_units import depth_from_inverse
 from dpt_perception.model.dpt import DPT
 from dpt_perception.model.pair import TaskPair, make_pair
 from dpt_perception.training.alignment import apply_scale_shift, fit_scale_shift
-from dpt_perception.training.config import _opt, _section_from_dict, apply_override
+from dpt_perception.training.config import Config, check_all, describe_options, load_config, option
 from dpt_perception.training.data.unlabelled import crop_to_size, open_frames
 from dpt_perception.training.losses import median_normalised_loss, silog_loss
 from dpt_perception.training.metrics import ConfusionMatrix
@@ -65,53 +64,55 @@ AGREEMENT_MIN_INVERSE = 0.05
 
 @dataclass
 class DistillConfig:
-    teachers: list = _opt(
+    teachers: list = option(
         ["dpt_hybrid_nyu", "dpt_hybrid_ade20k"],
         "[DEPTH, SEGMENTATION] teacher checkpoints in either order (official names or paths, any "
         "format the node reads)",
     )
-    data: dict = _opt(
+    data: dict = option(
         {"type": "folder", "path": "images"},
         "unlabelled frames: {type: folder, path} | {type: video, path} | {type: rosbag2, path, topic}; "
         "optional stride (every n-th frame) and max_frames",
     )
-    val_fraction: float = _opt(0.1, "fraction of the frames held out to measure agreement (every n-th frame)")
-    net_size: list = _opt([], "training crop [height, width], multiples of 32 ([] = the depth teacher's)")
-    epochs: int = _opt(10, "passes over the training frames")
-    batch_size: int = _opt(4, "frames per optimizer step")
-    num_workers: int = _opt(2, "DataLoader worker processes")
-    mode: str = _opt("full", "full (fine-tune everything) | freeze_encoder (train only the seg neck/head)")
-    lr_encoder: float = _opt(1e-5, "peak learning rate of the encoder and the depth neck/head (mode full)")
-    lr_decoder: float = _opt(1e-4, "peak learning rate of the segmentation neck/head")
-    weight_decay: float = _opt(0.0, "Adam L2 weight decay")
-    warmup_steps: int = _opt(0, "linear warm-up steps, then cosine decay to 0")
-    segmentation_init: str = _opt(
+    val_fraction: float = option(
+        0.1, "fraction of the frames held out to measure agreement (every n-th frame)"
+    )
+    net_size: list = option([], "training crop [height, width], multiples of 32 ([] = the depth teacher's)")
+    epochs: int = option(10, "passes over the training frames")
+    batch_size: int = option(4, "frames per optimizer step")
+    num_workers: int = option(2, "DataLoader worker processes")
+    mode: str = option("full", "full (fine-tune everything) | freeze_encoder (train only the seg neck/head)")
+    lr_encoder: float = option(1e-5, "peak learning rate of the encoder and the depth neck/head (mode full)")
+    lr_decoder: float = option(1e-4, "peak learning rate of the segmentation neck/head")
+    weight_decay: float = option(0.0, "Adam L2 weight decay")
+    warmup_steps: int = option(0, "linear warm-up steps, then cosine decay to 0")
+    segmentation_init: str = option(
         "teacher",
         "teacher (the seg teacher's neck/head where their shapes fit) | fresh (random: when the seg "
         "teacher's features differ too much from the depth encoder's to be a useful start)",
     )
-    share_neck: bool = _opt(
+    share_neck: bool = option(
         False,
         "student with ONE neck (the depth teacher's) under both heads: cheaper per frame than two "
         "necks; the segmentation head then learns on the depth neck's features",
     )
-    temperature: float = _opt(1.0, "softmax temperature of the segmentation KL")
-    depth_loss: str = _opt("auto", "auto (ssi for relative teachers, silog for metric) | ssi | silog | l1")
-    depth_weight: float = _opt(1.0, "weight of the depth agreement loss")
-    segmentation_weight: float = _opt(1.0, "weight of the segmentation KL")
-    amp: str = _opt("none", "none | bf16 (autocast for teachers and student)")
-    device: str = _opt("auto", "auto | cpu | cuda | cuda:N")
-    seed: int = _opt(0, "seed of data order, crops and any fresh initialisation")
-    threads: int = _opt(0, "torch.set_num_threads (0 = torch's default)")
-    output_dir: str = _opt("runs/distill", "output folder (student checkpoint, report, tensorboard)")
-    install: bool = _opt(
+    temperature: float = option(1.0, "softmax temperature of the segmentation KL")
+    depth_loss: str = option("auto", "auto (ssi for relative teachers, silog for metric) | ssi | silog | l1")
+    depth_weight: float = option(1.0, "weight of the depth agreement loss")
+    segmentation_weight: float = option(1.0, "weight of the segmentation KL")
+    amp: str = option("none", "none | bf16 (autocast for teachers and student)")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+    seed: int = option(0, "seed of data order, crops and any fresh initialisation")
+    threads: int = option(0, "torch.set_num_threads (0 = torch's default)")
+    output_dir: str = option("runs/distill", "output folder (student checkpoint, report, tensorboard)")
+    install: bool = option(
         True, "also copy the student to the weights cache under the pair's name (the node uses it)"
     )
-    tensorboard: bool = _opt(True, "write TensorBoard event files")
-    progress: bool = _opt(True, "show a tqdm progress bar")
+    tensorboard: bool = option(True, "write TensorBoard event files")
+    progress: bool = option(True, "show a tqdm progress bar")
 
     def validate(self) -> None:
-        checks = [
+        check_all([
             (
                 isinstance(self.teachers, list) and len(self.teachers) == 2,
                 f"distill.teachers must be [DEPTH, SEGMENTATION], got {self.teachers!r}",
@@ -137,27 +138,21 @@ class DistillConfig:
                 or (len(self.net_size) == 2 and all(int(s) % 32 == 0 and s > 0 for s in self.net_size)),
                 f"distill.net_size must be [] or [height, width] in multiples of 32, got {self.net_size}",
             ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        ])
+
+
+@dataclass
+class DistillFile(Config):
+    """A distillation config file: one `distill:` mapping (which is how `train` tells it apart)."""
+
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 def load_distill_config(path: str | Path | None, overrides=()) -> DistillConfig:
     """Defaults, then the `distill:` mapping of the YAML file, then `distill.key=value` overrides."""
-    data: dict = {"distill": {}}
-    if path is not None:
-        from dpt_perception.command_line import package_file
+    from dpt_perception.command_line import package_file
 
-        loaded = yaml.safe_load(package_file(path).read_text()) or {}
-        if not isinstance(loaded, dict) or set(loaded) != {"distill"}:
-            raise ValueError(f"{path}: a distillation config is one mapping named 'distill'")
-        data["distill"] = loaded["distill"] or {}
-    for assignment in overrides:
-        apply_override(data, assignment)
-    cfg = _section_from_dict(DistillConfig, data["distill"], "distill")
-    cfg.validate()
-    return cfg
+    return load_config(DistillFile, package_file(path) if path is not None else None, overrides).distill
 
 
 def is_distill_config(path: str | Path | None) -> bool:
@@ -337,7 +332,7 @@ class Distiller:
         )
         self.student.to(self.device)
         dcfg = self.teachers.depth_model.config
-        self.relative = dcfg.depth_mode == "relative"
+        self.relative = dcfg.depth_kind == "relative"
         self.depth_loss = (
             cfg.depth_loss if cfg.depth_loss != "auto" else ("ssi" if self.relative else "silog")
         )
@@ -493,7 +488,8 @@ class Distiller:
             "installed": None if installed is None else str(installed),
         }
         (self.out / "report.json").write_text(json.dumps(report, indent=2))
-        (self.out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+        # the `distill:` file form, so the run can be repeated with --config OUT/config.yaml
+        (self.out / "config.yaml").write_text(yaml.safe_dump(DistillFile(cfg).to_dict(), sort_keys=False))
         plot_history(history, self.out / "report.png")
         return report
 
@@ -549,14 +545,12 @@ def plot_history(history: list[dict], path: Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dpt_perception.training.config import describe_dataclass
-
     parser = argparse.ArgumentParser(
         prog="ros2 run dpt_perception train --config config/distill_hybrid.yaml",
         description="Distil a depth + segmentation teacher pair into one shared-encoder student "
         "(no labels needed). Settings: the defaults, then the --config file's 'distill' mapping, then "
         "each --set in order.",
-        epilog=describe_dataclass(DistillConfig, "distill"),
+        epilog=describe_options(DistillFile),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, help="YAML file with a 'distill' mapping")
@@ -582,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.print_config:
-        print(yaml.safe_dump({"distill": dataclasses.asdict(cfg)}, sort_keys=False), end="")
+        print(yaml.safe_dump(DistillFile(cfg).to_dict(), sort_keys=False), end="")
         return 0
     try:
         report = Distiller(cfg).fit()

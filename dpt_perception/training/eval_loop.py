@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpt_perception.model.depth_units import depth_from_inverse
+from dpt_perception.model.depth_units import METRIC, RELATIVE, depth_from_inverse
 from dpt_perception.training.metrics import ConfusionMatrix, DepthMetrics
 
 # Points kept for the predicted-vs-true depth scatter plot (subsampled evenly over the set).
@@ -44,7 +44,7 @@ def evaluate_model(
     loader,
     device: torch.device,
     *,
-    depth_mode: str = "relative",
+    depth_kind: str = "relative",
     min_depth: float = 1e-3,
     max_depth: float = 80.0,
     ignore_index: int = 255,
@@ -84,7 +84,7 @@ def evaluate_model(
             if "depth" in outputs and bool(batch["has_depth"].any()):
                 if depth_metrics is None:
                     depth_metrics = DepthMetrics(
-                        depth_mode,
+                        depth_kind,
                         min_depth,
                         max_depth,
                         depth_scale=getattr(config, "depth_scale", 1.0),
@@ -130,7 +130,7 @@ def evaluate_model(
     extras: dict = {"examples": examples}
     if depth_metrics is not None:
         results["depth"] = depth_metrics.compute()
-        results["depth"]["mode"] = depth_mode
+        results["depth"]["mode"] = depth_kind
         if scatter_pred:
             extras["scatter"] = (np.concatenate(scatter_pred), np.concatenate(scatter_true))
     if confusion is not None:
@@ -164,7 +164,7 @@ def evaluate_frames(
     num_examples: int = 0,
     quantize_png: bool = False,
 ) -> tuple[dict, dict]:
-    """Evaluate an `inference.Predictor` on raw samples (uint8 images at their own size, no
+    """Evaluate an `inference.PerceptionPipeline` on raw samples (uint8 images at their own size, no
     transform; `batches` yields lists of them, e.g. a DataLoader with `as_list`) under a
     `protocols.Protocol`: the path a user of the package gets, with the predictor's
     `preprocessing` ("reference" reproduces the official scripts). Same-sized frames of a batch
@@ -197,8 +197,8 @@ def evaluate_frames(
                              f"this one has {config.num_classes} classes")
     want_depth = protocol.task in ("depth", "any")
     want_labels = protocol.task in ("segmentation", "any")
-    predictor.want_depth, predictor.want_labels = want_depth, want_labels
-    depth_metrics = DepthMetrics("relative" if relative else "metric", protocol.min_depth or 1e-3,
+    outputs = tuple(name for name, on in (("depth", want_depth), ("labels", want_labels)) if on)
+    depth_metrics = DepthMetrics(RELATIVE if relative else METRIC, protocol.min_depth or 1e-3,
                                  protocol.max_depth or 80.0)
     confusion_box: list[ConfusionMatrix] = []  # created at the first labelled frame
     scatter_pred: list[np.ndarray] = []
@@ -212,9 +212,9 @@ def evaluate_frames(
         if want_depth and sample.get("has_depth") and pred.depth is not None:
             gt, valid = sample["depth"], sample["depth_valid"]
             depth = pred.depth
-            if relative and pred.depth_kind == "metric_m":  # aligned in inverse depth
+            if relative and pred.depth_kind == METRIC:  # aligned in inverse depth
                 depth = depth_from_inverse(depth, 1.0, 0.0)  # 1 / max(z, eps): metres -> inverse
-            elif not relative and pred.depth_kind == "inverse_relative":  # the config's conversion
+            elif not relative and pred.depth_kind == RELATIVE:  # the config's conversion
                 depth = depth_from_inverse(depth, config.depth_scale, config.depth_shift)
             depth = kb_uncrop(depth, gt.shape) if cropped else depth
             if quantize_png and protocol.png_scale and not relative:
@@ -242,7 +242,8 @@ def evaluate_frames(
     for b, batch in enumerate(batches):
         if max_batches and b >= max_batches:
             break
-        preds = predictor.infer_batch([kb_crop(s["image"]) if cropped else s["image"] for s in batch])
+        images = [kb_crop(s["image"]) if cropped else s["image"] for s in batch]
+        preds = predictor.infer_batch(images, outputs)
         for sample, pred in zip(batch, preds):
             num_images += 1
             metric_depth = _score_frame(sample, pred)

@@ -101,12 +101,12 @@ def format_table(rows: list[tuple[str, dict]]) -> str:
 
 def _evaluate(name: str, weights: str, dataset, args) -> dict:
     from dpt_perception.model.checkpoints import load_model
-    from dpt_perception.training.evaluate import _DEFAULTS, run_evaluation
+    from dpt_perception.training.evaluate import EvalConfig, run_evaluation
 
     model = load_model(weights)
-    options = dict(_DEFAULTS, protocol=name, preprocessing=args.preprocessing,
-                   png_quantize=args.png_quantize, device=args.device, batch_size=1,
-                   max_batches=args.max_frames, num_examples=0, data={"type": name})
+    options = EvalConfig(protocol=name, preprocessing=args.preprocessing, png_quantize=args.png_quantize,
+                         device=args.device, batch_size=1, max_batches=args.max_frames, num_examples=0,
+                         data={"type": name})
     results, _, protocol = run_evaluation(model, options, dataset=dataset)
     return {"results": results, "protocol": protocol.describe(), "weights": str(weights)}
 

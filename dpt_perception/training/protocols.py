@@ -48,6 +48,9 @@ GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
 #: KITTI network input (KB crop, the official ``--kitti_crop``)
 KB_CROP_HW = (352, 1216)
 PROTOCOL_NAMES = ("nyu", "kitti", "ade20k", "none")
+#: the depth range of protocol "none" when none is given (m)
+DEFAULT_MIN_DEPTH = 1e-3
+DEFAULT_MAX_DEPTH = 80.0
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,9 @@ PROTOCOLS: dict[str, Protocol] = {
 }
 
 
-def get_protocol(name: str, min_depth: float = 1e-3, max_depth: float = 80.0) -> Protocol:
+def get_protocol(
+    name: str, min_depth: float = DEFAULT_MIN_DEPTH, max_depth: float = DEFAULT_MAX_DEPTH
+) -> Protocol:
     """The named protocol; "none" takes its depth range from the arguments."""
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; expected one of {PROTOCOL_NAMES}")

@@ -16,7 +16,13 @@ from pathlib import Path
 import yaml
 
 from dpt_perception.command_line import package_file, program_name
-from dpt_perception.training.config import describe_options, load_config
+from dpt_perception.training.config import (
+    TrainConfig,
+    add_flags,
+    describe_options,
+    flag_overrides,
+    load_config,
+)
 
 # Explicit flags for the most common overrides (each maps to one --set assignment).
 _FLAG_OPTIONS = {
@@ -38,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "mapping distils a depth + segmentation teacher pair instead (see config/distill_hybrid.yaml and "
         "python -m dpt_perception.training.distill --help). Settings come from the defaults, "
         "then the --config YAML file, then the explicit flags below, then the --set overrides in order.",
-        epilog=describe_options(),
+        epilog=describe_options(TrainConfig),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -64,21 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved configuration and exit"
     )
-    for flag, key in _FLAG_OPTIONS.items():
-        parser.add_argument(
-            f"--{flag.replace('_', '-')}", dest=flag, metavar="VALUE", help=f"same as --set {key}=VALUE"
-        )
+    add_flags(parser, TrainConfig, _FLAG_OPTIONS)
     return parser
 
 
 def resolve(args: argparse.Namespace):
-    overrides = [
-        f"{key}={getattr(args, flag)}"
-        for flag, key in _FLAG_OPTIONS.items()
-        if getattr(args, flag) is not None
-    ]
     config = package_file(args.config) if args.config is not None else None
-    return load_config(config, overrides + list(args.overrides))
+    return load_config(TrainConfig, config, flag_overrides(args, _FLAG_OPTIONS) + list(args.overrides))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -180,9 +180,9 @@ class Trainer:
             return "miou" if "segmentation" in self.model_config.heads else "abs_rel"
         return name
 
-    def _depth_mode(self) -> str:
-        mode = self.cfg.eval.depth_mode
-        return self.model_config.depth_mode if mode == "auto" else mode
+    def _depth_kind(self) -> str:
+        mode = self.cfg.eval.depth_kind
+        return self.model_config.depth_kind if mode == "auto" else mode
 
     def _loader(self) -> DataLoader:
         # An explicit generator keeps DataLoader start-up from drawing on the global torch RNG
@@ -268,7 +268,7 @@ class Trainer:
                 self.model,
                 self.val_loader,
                 self.device,
-                depth_mode=self._depth_mode(),
+                depth_kind=self._depth_kind(),
                 min_depth=self.cfg.eval.min_depth,
                 max_depth=self.cfg.eval.max_depth,
                 ignore_index=self.cfg.loss.ignore_index,

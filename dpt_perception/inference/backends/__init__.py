@@ -1,7 +1,7 @@
-"""Inference backends behind the Predictor: PyTorch eager / torch.compile (fp32, fp16, bf16,
+"""Inference backends behind the PerceptionPipeline: PyTorch eager / torch.compile (fp32, fp16, bf16,
 channels-last, CUDA graphs), onnxruntime and TensorRT, all called like the model
-(`engine(pixel_values) -> {"depth", "segmentation"}`), plus the GPU-resident pre/post-processing
-path (`device_pipeline`) and bounded multi-camera batching (`batching`).
+(`engine(pixel_values) -> {"depth", "segmentation"}`), so `inference.pipeline.PerceptionPipeline`
+runs any of them in place of the model.
 
 `make_engine(model, backend, ...)` builds any of them; heavy imports (onnxruntime, tensorrt)
 happen only when their backend is requested.

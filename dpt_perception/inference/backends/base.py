@@ -2,9 +2,9 @@
 
 An engine is called like the model: ``engine(pixel_values) -> {"depth": (B,H,W), "segmentation":
 (B,C,H,W)}`` with float32 outputs on the engine's device, whatever precision or runtime runs
-inside. It also answers the few module methods the `Predictor` uses (`config`, `eval()`, `to()`,
-`forward(x, heads=...)`), so an engine can be handed to `Predictor(engine, precision="fp32")` in
-place of a `DPT` (the engine applies its own precision; the Predictor must not add autocast).
+inside. It also answers the few module methods the `PerceptionPipeline` uses (`config`, `eval()`, `to()`,
+`forward(x, heads=...)`), so an engine can be handed to `PerceptionPipeline(engine, precision="fp32")` in
+place of a `DPT` (the engine applies its own precision; the PerceptionPipeline must not add autocast).
 """
 
 from __future__ import annotations

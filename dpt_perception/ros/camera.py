@@ -1,4 +1,7 @@
-"""One camera served by the node: its subscriptions, its publishers and what it needs computed.
+"""One camera served by the node, all its state in one place: its subscriptions, the latest side
+inputs (CameraInfo, sparse depth), its publishers and which of them have subscribers (kept
+current by the publishers' matched events, not polled per frame), its depth conversion
+(`inference.depth_semantics.CameraDepth`, with the online fit) and its statistics.
 
 Topic layout (relative names, so the node namespace and remapping apply):
   inputs   <camera ns>/<image_topic>        sensor_msgs/Image (or .../compressed CompressedImage)
@@ -14,9 +17,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from rclpy.event_handler import PublisherEventCallbacks, UnsupportedEventTypeError
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
+from dpt_perception.inference.depth_semantics import CameraDepth
 from dpt_perception.ros.diagnostics import StreamStats
 
 # Inputs: best effort, keep only the newest message (latest frame wins, no queue builds up).
@@ -66,7 +71,49 @@ def _join(*parts: str) -> str:
     return ("/" + joined) if parts and parts[0].startswith("/") else joined
 
 
-class CameraChannel:
+class SubscriberCount:
+    """Subscribers of one publisher, kept by its matched events (executor thread) and read by the
+    worker. Where the middleware has no matched events, it asks the publisher each time."""
+
+    def __init__(self):
+        self.publisher = None
+        self.count = 0
+        self.from_events = True
+
+    def on_matched(self, info) -> None:
+        self.count = int(info.current_count)
+
+    def __call__(self) -> int:
+        if self.from_events or self.publisher is None:
+            return self.count
+        return self.publisher.get_subscription_count()
+
+
+def create_counted_publisher(node, msg_type, topic: str, qos) -> tuple:
+    """(publisher, SubscriberCount) with the count kept current by matched events."""
+    counter = SubscriberCount()
+    try:
+        publisher = node.create_publisher(
+            msg_type, topic, qos, event_callbacks=PublisherEventCallbacks(matched=counter.on_matched))
+    except UnsupportedEventTypeError:
+        publisher = node.create_publisher(msg_type, topic, qos)
+        counter.from_events = False
+    counter.publisher = publisher
+    counter.count = publisher.get_subscription_count()  # subscribers matched before the handler
+    return publisher, counter
+
+
+class Camera:
+    """Args:
+        node: the rclpy node whose entities these are.
+        camera_ns: the camera's namespace ("" = the node's own topics).
+        settings: the node's `parameters.Settings`.
+        several: whether the node serves several cameras (each then gets <out>/<camera ns>).
+        has_depth / has_labels: the loaded model's tasks (which outputs exist).
+        on_image: called with (camera, message) for every image (executor thread).
+        depth: this camera's conversion of depth into metres (mode, fixed pair, fit).
+    """
+
     def __init__(
         self,
         node,
@@ -76,15 +123,18 @@ class CameraChannel:
         has_depth: bool,
         has_labels: bool,
         on_image,
-        use_sparse: bool,
+        depth: CameraDepth,
     ):
         self.camera_ns = camera_ns
         self.key = camera_ns.strip("/") or "camera"
         self.stats = StreamStats()
+        self.depth = depth
         self._lock = threading.Lock()
         self._info: CameraInfo | None = None
         self._sparse: Image | None = None
         self.rejected_sparse: Image | None = None  # the last sparse message the fit refused (worker)
+        self._subscribers: dict[str, SubscriberCount] = {}
+        use_sparse = depth.mode == "fit"
 
         def resolve(topic: str) -> str:
             return topic if topic.startswith("/") or not camera_ns else _join(camera_ns, topic)
@@ -107,22 +157,21 @@ class CameraChannel:
         self.depth_pub = self.depth_info_pub = self.relative_pub = self.points_pub = None
         self.labels_pub = self.labels_color_pub = self.static_pub = None
         self.depth_uses_labels = False  # set by the node from its class-aware depth rules
+
+        def publisher(name: str, msg_type, topic: str, qos=IMAGE_OUTPUT_QOS):
+            pub, self._subscribers[name] = create_counted_publisher(node, msg_type, _join(out, topic), qos)
+            return pub
+
         if has_depth:
-            self.depth_pub = node.create_publisher(Image, _join(out, "depth"), IMAGE_OUTPUT_QOS)
-            self.depth_info_pub = node.create_publisher(
-                CameraInfo, _join(out, "depth/camera_info"), IMAGE_OUTPUT_QOS
-            )
-            self.relative_pub = node.create_publisher(
-                Image, _join(out, "depth/relative_inverse"), IMAGE_OUTPUT_QOS
-            )
-            self.points_pub = node.create_publisher(
-                PointCloud2, _join(out, "points"), qos_profile_sensor_data
-            )
+            self.depth_pub = publisher("depth", Image, "depth")
+            self.depth_info_pub = publisher("depth_info", CameraInfo, "depth/camera_info")
+            self.relative_pub = publisher("relative", Image, "depth/relative_inverse")
+            self.points_pub = publisher("points", PointCloud2, "points", qos_profile_sensor_data)
         if has_labels:
-            self.labels_pub = node.create_publisher(Image, _join(out, "labels"), IMAGE_OUTPUT_QOS)
-            self.labels_color_pub = node.create_publisher(Image, _join(out, "labels/color"), IMAGE_OUTPUT_QOS)
+            self.labels_pub = publisher("labels", Image, "labels")
+            self.labels_color_pub = publisher("labels_color", Image, "labels/color")
         if has_depth and has_labels:
-            self.static_pub = node.create_publisher(Image, _join(out, "depth/static"), IMAGE_OUTPUT_QOS)
+            self.static_pub = publisher("static", Image, "depth/static")
 
     # ---- inputs kept for the worker ------------------------------------------------------------
     def _on_info(self, msg: CameraInfo) -> None:
@@ -143,19 +192,9 @@ class CameraChannel:
 
     # ---- outputs -----------------------------------------------------------------------------
     def needs(self) -> Needs:
-        def wanted(pub) -> bool:
-            return pub is not None and pub.get_subscription_count() > 0
-
-        return Needs(
-            depth=wanted(self.depth_pub),
-            depth_info=wanted(self.depth_info_pub),
-            relative=wanted(self.relative_pub),
-            labels=wanted(self.labels_pub),
-            labels_color=wanted(self.labels_color_pub),
-            points=wanted(self.points_pub),
-            static=wanted(self.static_pub),
-            depth_uses_labels=self.depth_uses_labels,
-        )
+        """Which outputs have subscribers now (counts kept by the publishers' matched events)."""
+        wanted = {name: count() > 0 for name, count in self._subscribers.items()}
+        return Needs(depth_uses_labels=self.depth_uses_labels, **wanted)
 
     def destroy(self, node) -> None:
         """Remove this camera's subscriptions and publishers from `node` (lifecycle deactivate)."""
@@ -169,6 +208,7 @@ class CameraChannel:
         self.image_sub = self.info_sub = self.sparse_sub = None
         self.depth_pub = self.depth_info_pub = self.relative_pub = self.points_pub = None
         self.labels_pub = self.labels_color_pub = self.static_pub = None
+        self._subscribers = {}
 
     def input_topics(self) -> list[str]:
         subs = [self.image_sub, self.info_sub] + ([self.sparse_sub] if self.sparse_sub else [])

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from dpt_perception.inference.metric_depth import ScaleShiftFitter
-from dpt_perception.model.depth_units import METRIC_EPS, depth_from_inverse
+from dpt_perception.model.depth_units import METRIC, metres_from_relative
 
 
 class DepthModeError(ValueError):
@@ -84,24 +84,16 @@ class CameraDepth:
 
     def convert(self, depth: np.ndarray, depth_kind: str) -> tuple[np.ndarray | None, np.ndarray]:
         """(metric depth in metres or None when not available yet, relative inverse depth)."""
-        if depth_kind == "metric_m":
+        if depth_kind == METRIC:
             with np.errstate(divide="ignore"):
                 inverse = np.float32(1.0) / depth
             return depth, inverse.astype(np.float32, copy=False)
         if self.mode == "fixed":
-            return self._metres(depth, self.scale, self.shift), depth
+            return metres_from_relative(depth, self.scale, self.shift), depth
         if self.mode == "fit":
             state = self.fit_state()
             if state is None:
                 return None, depth
-            return self._metres(depth, *state), depth
+            return metres_from_relative(depth, *state), depth
         return None, depth
 
-    @staticmethod
-    def _metres(relative: np.ndarray, scale: float, shift: float) -> np.ndarray:
-        """1 / (scale * x + shift); a metric inverse depth <= 0 means "infinitely far" (+Inf, the
-        REP 117 'too far' value) rather than the huge finite depth a clamp would give."""
-        metres = depth_from_inverse(relative, scale, shift)
-        with np.errstate(invalid="ignore"):
-            metres[relative * np.float32(scale) + np.float32(shift) <= METRIC_EPS] = np.inf
-        return metres

@@ -1,22 +1,18 @@
-"""Predictor on the real tiny DPT model: outputs against independent computations."""
+"""PerceptionPipeline on the real tiny DPT model: outputs against independent computations."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from dpt_perception.inference import colorize, geometry
 from dpt_perception.inference.labels import labels_bilinear
-from dpt_perception.inference.predictor import Prediction, Predictor, resolve_device
+from dpt_perception.inference.pipeline import PerceptionPipeline, Prediction, resolve_device
 from dpt_perception.inference.preprocess import preprocess
 from dpt_perception.model import DPT, DPTConfig
+from dpt_perception.model.depth_units import metres_from_relative
 from dpt_perception.model.testing import tiny_model
 
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_model(**overrides) -> DPT:
@@ -35,7 +31,7 @@ def raw_outputs(model, rgb, net_shape):
 
 def test_depth_and_labels_match_the_reference_computation():
     model = make_model()
-    pred = Predictor(model, device="cpu", net_size=64)
+    pred = PerceptionPipeline(model, device="cpu", net_size=64)
     rgb = rgb_image(48, 80)
     out = pred.infer_image(rgb)
     assert isinstance(out, Prediction)
@@ -44,7 +40,7 @@ def test_depth_and_labels_match_the_reference_computation():
     ref_depth = F.interpolate(raw["depth"][:, None], size=(48, 80), mode="bicubic",
                               align_corners=False)[0, 0].clamp(min=0).numpy()
     assert out.depth.shape == (48, 80) and out.depth.dtype == np.float32
-    assert out.depth_kind == "inverse_relative"
+    assert out.depth_kind == "relative"
     assert ref_depth.max() > 0
     np.testing.assert_allclose(out.depth, ref_depth, rtol=1e-3, atol=1e-4 * ref_depth.max())
     assert out.labels.shape == (48, 80) and out.labels.dtype == np.uint8
@@ -53,7 +49,7 @@ def test_depth_and_labels_match_the_reference_computation():
 
 def test_nearest_labels_are_low_resolution_argmax_repeated():
     model = make_model()
-    pred = Predictor(model, device="cpu", net_size=64, label_upsampling="nearest")
+    pred = PerceptionPipeline(model, device="cpu", net_size=64, label_upsampling="nearest")
     rgb = rgb_image(128, 128, seed=1)  # exactly 2x the network size: no rounding ties
     out = pred.infer_image(rgb)
     assert out.net_shape == (64, 64)
@@ -74,7 +70,7 @@ def test_banded_bilinear_equals_one_shot_interpolation():
 
 def test_bilinear_labels_follow_the_reference_path():
     model = make_model()
-    pred = Predictor(model, device="cpu", net_size=64, label_upsampling="bilinear")
+    pred = PerceptionPipeline(model, device="cpu", net_size=64, label_upsampling="bilinear")
     rgb = rgb_image(50, 70, seed=2)
     out = pred.infer_image(rgb)
     logits = raw_outputs(model, rgb, out.net_shape)["segmentation"]
@@ -82,16 +78,17 @@ def test_bilinear_labels_follow_the_reference_path():
     # Resolved from half-resolution logits: equal up to float rounding (a near-tie may flip).
     assert np.mean(out.labels == expected.numpy()) > 0.999
     # Argmax at network resolution + nearest ids agrees except along class boundaries.
-    nearest = Predictor(model, device="cpu", net_size=64, label_upsampling="nearest").infer_image(rgb)
+    nearest_pipeline = PerceptionPipeline(model, device="cpu", net_size=64, label_upsampling="nearest")
+    nearest = nearest_pipeline.infer_image(rgb)
     assert np.mean(nearest.labels == out.labels) > 0.7
 
 
 def test_metric_model_converts_before_upsampling():
-    model = make_model(depth_mode="metric", depth_scale=0.5, depth_shift=0.1)
-    pred = Predictor(model, device="cpu", net_size=64)
+    model = make_model(depth_kind="metric", depth_scale=0.5, depth_shift=0.1)
+    pred = PerceptionPipeline(model, device="cpu", net_size=64)
     rgb = rgb_image(64, 64, seed=3)
     out = pred.infer_image(rgb)
-    assert out.depth_kind == "metric_m"
+    assert out.depth_kind == "metric"
     raw = raw_outputs(model, rgb, (64, 64))["depth"][0].numpy()
     np.testing.assert_allclose(out.depth, 1.0 / np.maximum(0.5 * raw + 0.1, 1e-8), rtol=1e-5)
 
@@ -99,8 +96,8 @@ def test_metric_model_converts_before_upsampling():
 def test_batch_groups_by_shape_and_matches_single_frames():
     model = make_model()
     calls = []
-    model.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
-    pred = Predictor(model, device="cpu", net_size=64)
+    pred = PerceptionPipeline(model, device="cpu", net_size=64)
+    pred.runner.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
     images = [rgb_image(48, 80, 0), rgb_image(64, 64, 1), rgb_image(48, 80, 2)]
     batch = pred.infer_batch(images)
     assert sorted(calls) == [1, 2]  # one forward per shape, the two 48x80 frames together
@@ -112,49 +109,45 @@ def test_batch_groups_by_shape_and_matches_single_frames():
 
 
 def test_unrequested_outputs_are_not_computed():
-    pred = Predictor(make_model(), device="cpu", net_size=64, want_labels=False)
+    pred = PerceptionPipeline(make_model(), device="cpu", net_size=64, outputs=("depth",))
     out = pred.infer_image(rgb_image(32, 32))
     assert out.labels is None and out.depth is not None
-    pred.want_depth, pred.want_labels = False, True
-    out = pred.infer_image(rgb_image(32, 32))
+    out = pred.infer_image(rgb_image(32, 32), outputs=("labels",))
     assert out.depth is None and out.depth_kind is None and out.labels is not None
-    pred.want_labels = False
-    assert pred.infer_image(rgb_image(32, 32)).labels is None
+    assert pred.infer_image(rgb_image(32, 32)).labels is None  # the pipeline's own default again
 
 
 class HeadSelectingDPT(DPT):
-    """A DPT whose forward accepts `heads=` (as the backends' engines do); records the requests."""
+    """A DPT that records which heads each run asked its encoder/necks for (forward and the
+    pipeline's composed label path both go through forward_features)."""
 
     def __init__(self, config):
         super().__init__(config)
         self.requested = []
 
-    def forward(self, pixel_values, heads=None):
+    def forward_features(self, pixel_values, heads=None):
         self.requested.append(heads)
-        out = super().forward(pixel_values)
-        return {h: out[h] for h in (heads or out)}
+        return super().forward_features(pixel_values, heads)
 
 
 def test_unrequested_heads_are_not_requested_from_models_that_can_skip_them():
     torch.manual_seed(0)
     model = HeadSelectingDPT(DPTConfig.tiny()).eval()
-    pred = Predictor(model, device="cpu", net_size=64, want_labels=False)
+    pred = PerceptionPipeline(model, device="cpu", net_size=64, outputs=("depth",))
     assert pred.infer_image(rgb_image(32, 32)).labels is None
-    pred.want_depth, pred.want_labels = False, True
-    assert pred.infer_image(rgb_image(32, 32)).depth is None
-    pred.want_depth = True
-    pred.infer_image(rgb_image(32, 32))
+    assert pred.infer_image(rgb_image(32, 32), outputs=("labels",)).depth is None
+    pred.infer_image(rgb_image(32, 32), outputs=("depth", "labels"))
     assert model.requested == [("depth",), ("segmentation",), ("depth", "segmentation")]
 
 
 def test_depth_only_model_has_no_labels():
-    pred = Predictor(make_model(heads=("depth",)), device="cpu", net_size=64)
+    pred = PerceptionPipeline(make_model(heads=("depth",)), device="cpu", net_size=64)
     out = pred.infer_image(rgb_image(40, 40))
     assert out.labels is None and out.depth.shape == (40, 40)
 
 
-def test_return_logits_at_network_resolution():
-    pred = Predictor(make_model(), device="cpu", net_size=64, return_logits=True)
+def test_logits_at_network_resolution():
+    pred = PerceptionPipeline(make_model(), device="cpu", net_size=64, outputs=("depth", "labels", "logits"))
     rgb = rgb_image(48, 80)
     out = pred.infer_image(rgb)
     assert out.logits.shape == (5, 32, 64) and out.logits.dtype == np.float32
@@ -163,13 +156,13 @@ def test_return_logits_at_network_resolution():
 
 
 def test_many_classes_give_uint16_labels():
-    pred = Predictor(make_model(num_classes=300), device="cpu", net_size=64)
+    pred = PerceptionPipeline(make_model(num_classes=300), device="cpu", net_size=64)
     out = pred.infer_image(rgb_image(32, 32))
     assert out.labels.dtype == np.uint16 and out.labels.max() < 300
 
 
 def test_set_net_size_validates_and_applies():
-    pred = Predictor(make_model(), device="cpu", net_size=64)
+    pred = PerceptionPipeline(make_model(), device="cpu", net_size=64)
     assert pred.infer_image(rgb_image(48, 80)).net_shape == (32, 64)
     pred.set_net_size((32, 64))
     assert pred.net_size == (32, 64)
@@ -188,8 +181,9 @@ def test_set_net_size_validates_and_applies():
 
 def test_bf16_precision_runs_on_cpu():
     model = make_model()
-    ref = Predictor(model, device="cpu", net_size=64).infer_image(rgb_image(64, 64))
-    out = Predictor(model, device="cpu", precision="bf16", net_size=64).infer_image(rgb_image(64, 64))
+    ref = PerceptionPipeline(model, device="cpu", net_size=64).infer_image(rgb_image(64, 64))
+    bf16 = PerceptionPipeline(model, device="cpu", precision="bf16", net_size=64)
+    out = bf16.infer_image(rgb_image(64, 64))
     assert out.depth.dtype == np.float32 and np.all(np.isfinite(out.depth))
     rel = np.linalg.norm(out.depth - ref.depth) / np.linalg.norm(ref.depth)
     assert rel < 0.1
@@ -200,22 +194,22 @@ def test_device_and_precision_validation():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="unknown precision 'int8'"):
-        Predictor(model, device="cpu", precision="int8")
+        PerceptionPipeline(model, device="cpu", precision="int8")
     with pytest.raises(ValueError, match="unknown label_upsampling"):
-        Predictor(model, device="cpu", label_upsampling="cubic")
+        PerceptionPipeline(model, device="cpu", label_upsampling="cubic")
     with pytest.raises(ValueError, match="unknown device"):
-        Predictor(model, device="tpu0")
+        PerceptionPipeline(model, device="tpu0")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
-            Predictor(model, device="cuda")
+            PerceptionPipeline(model, device="cuda")
         with pytest.raises(ValueError, match="fp16' needs a CUDA device"):
-            Predictor(model, device="cpu", precision="fp16")
+            PerceptionPipeline(model, device="cpu", precision="fp16")
     with pytest.raises(TypeError, match="config"):
-        Predictor(torch.nn.Conv2d(3, 1, 1), device="cpu")
+        PerceptionPipeline(torch.nn.Conv2d(3, 1, 1), device="cpu")
 
 
 def test_bad_inputs_have_clear_errors():
-    pred = Predictor(make_model(), device="cpu", net_size=64)
+    pred = PerceptionPipeline(make_model(), device="cpu", net_size=64)
     with pytest.raises(ValueError, match="uint8"):
         pred.infer_image(np.zeros((32, 32, 3), np.float32))
     with pytest.raises(TypeError, match="list"):
@@ -229,9 +223,63 @@ def test_a_strip_image_runs_at_a_bounded_network_size():
     network input is bounded by total pixels and the outputs still come at the image's size."""
     from dpt_perception.inference.preprocess import MAX_NET_AREA_RATIO
 
-    predictor = Predictor(make_model(num_classes=5, net_size=[64, 64]), device="cpu")
+    predictor = PerceptionPipeline(make_model(num_classes=5, net_size=[64, 64]), device="cpu")
     for shape in ((64, 8192), (8192, 64)):
         out = predictor.infer_image(rgb_image(*shape))
         assert out.net_shape[0] * out.net_shape[1] <= MAX_NET_AREA_RATIO * 64 * 64, out.net_shape
         assert out.depth.shape == shape and out.labels.shape == shape
         assert np.isfinite(out.depth).all()
+
+
+# ---- outputs beyond depth and labels: the functions the node publishes through ----------------
+P_CAMERA = np.array([[60.0, 0, 39.5, 0], [0, 62.0, 23.75, 0], [0, 0, 1, 0]])
+
+
+def test_only_the_requested_outputs_come_back():
+    pipeline = PerceptionPipeline(make_model(), device="cpu", net_size=64)
+    rgb = rgb_image(48, 80)
+    both = pipeline.infer_image(rgb)
+    colours = pipeline.infer_image(rgb, outputs=("depth_color", "labels_color"))
+    assert colours.depth is None and colours.labels is None and colours.points is None
+    np.testing.assert_array_equal(colours.depth_color, colorize.colorize_depth(both.depth))
+    np.testing.assert_array_equal(colours.labels_color,
+                                  colorize.colorize_labels(both.labels, pipeline.palette))
+    assert colours.depth_color.shape == colours.labels_color.shape == (48, 80, 3)
+    with pytest.raises(ValueError, match="unknown outputs \\['normals'\\]"):
+        pipeline.infer_image(rgb, outputs=("normals",))
+
+
+def test_points_are_the_geometry_projection_of_metric_depth():
+    model = make_model(depth_kind="metric", depth_scale=0.5, depth_shift=0.1)
+    pipeline = PerceptionPipeline(model, device="cpu", net_size=64, max_range=4.0)
+    rgb = rgb_image(48, 80)
+    out = pipeline.run([rgb, rgb], outputs=("depth", "points", "depth_color"), P=P_CAMERA)
+    for frame in out:
+        assert frame.depth_kind == "metric"
+        expected = geometry.PointCloudProjector(max_range=4.0).project(frame.depth, P_CAMERA)
+        np.testing.assert_array_equal(frame.points, expected)
+        # metres: near = warm as for inverse depth (the colour map runs the other way)
+        np.testing.assert_array_equal(frame.depth_color, colorize.colorize_depth(frame.depth, invert=True))
+    assert np.isfinite(out[0].points).any()
+
+
+def test_a_relative_model_gives_metres_and_points_with_a_per_frame_pair():
+    pipeline = PerceptionPipeline(make_model(), device="cpu", net_size=64)
+    rgb = rgb_image(48, 80)
+    relative = pipeline.infer_image(rgb).depth
+    with pytest.raises(ValueError, match="3x4 projection"):
+        pipeline.run([rgb], outputs=("points",))
+    with pytest.raises(ValueError, match="points need metric depth: frames \\[1\\]"):
+        pipeline.run([rgb, rgb], outputs=("points",), P=P_CAMERA, metric_scale_shift=[(0.5, 0.1), None])
+    with pytest.raises(ValueError, match="one entry .* per frame: 2 frames, got 1"):
+        pipeline.run([rgb, rgb], metric_scale_shift=[(0.5, 0.1)])
+    fixed, kept = pipeline.run([rgb, rgb], outputs=("depth", "points"), P=[P_CAMERA, P_CAMERA],
+                               metric_scale_shift=[(0.5, 0.1)] * 2)
+    assert fixed.depth_kind == kept.depth_kind == "metric"
+    # (a batch of two runs other matmul kernels than one frame: equal to float32 rounding)
+    np.testing.assert_allclose(fixed.depth, metres_from_relative(relative, 0.5, 0.1), rtol=1e-5)
+    np.testing.assert_array_equal(fixed.points[..., 2][np.isfinite(fixed.points[..., 2])],
+                                  fixed.depth[np.isfinite(fixed.points[..., 2])])
+    mixed = pipeline.run([rgb, rgb], outputs=("depth",), metric_scale_shift=[(0.5, 0.1), None])
+    assert [m.depth_kind for m in mixed] == ["metric", "relative"]
+    np.testing.assert_allclose(mixed[1].depth, relative, rtol=1e-5)
