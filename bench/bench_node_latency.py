@@ -42,6 +42,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from dpt_perception.inference.autotune import CANDIDATES_ENV  # noqa: E402
 from dpt_perception.inference.backends.model_configs import CONFIG_NAMES, config_by_name  # noqa: E402
+from dpt_perception.inference.sample_frames import sample_frames  # noqa: E402
 from dpt_perception.ros.image_conversion import rgb8_to_image  # noqa: E402
 from dpt_perception.ros.probe import (  # noqa: E402
     OutputProbe,
@@ -51,7 +52,6 @@ from dpt_perception.ros.probe import (  # noqa: E402
     start_process,
     stop_process,
 )
-from dpt_perception.ros.sample_frames import sample_frames  # noqa: E402
 
 RUNS = {"default (auto)": {}, "eager fp32": {"precision": "fp32", "backend": "eager"}}
 
