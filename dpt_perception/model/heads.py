@@ -10,9 +10,10 @@ DEPTH_HEAD_HIDDEN = 32
 #: DEPTH_HEAD_HIDDEN channels, ReLU, the 1x1 conv, ReLU) runs on bands of rows holding at most
 #: this many output pixels: its working set (the conv's reordered input, its hidden output and
 #: workspace) is then bounded by the band, not the image. Unbanded it was the forward's peak:
-#: +155 MiB of +171 for a 3520x160 input of the tiny 150-class model. Bit-identical on CPU (the 3x3 conv
-#: of a band reads one real row beyond each of its edges).
-DEPTH_HEAD_BAND_PIXELS = 1 << 18  # 512 x 512: ordinary network inputs stay one band
+#: +155 MiB of +171 for a 3520x160 input of the tiny 150-class model. Bit-identical on CPU (the 3x3
+#: conv of a band reads one real row beyond each of its edges). Inputs up to 512 x 512 pixels (the
+#: 384 x 384 releases) run whole; NYU's 480 x 640 runs as two bands, KITTI's 352 x 1216 as two.
+DEPTH_HEAD_BAND_PIXELS = 1 << 18
 
 
 class DepthHead(nn.Module):

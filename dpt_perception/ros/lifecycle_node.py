@@ -25,18 +25,14 @@ if __name__ == "__main__":
 import sys
 import traceback
 
-import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from dpt_perception.command_line import restore_interrupts
-from dpt_perception.ros.node import DptPerception, StartupError, serve, start_node
+from dpt_perception.ros.node import DptPerception, StartupError, run_executable
 from dpt_perception.ros.parameters import (
     RUNTIME_PARAMETERS,
     declare_only,
-    help_text,
     validate_value,
-    wants_help,
 )
 
 
@@ -120,16 +116,7 @@ def _reason(exc: Exception) -> str:
 
 
 def main(argv=None) -> int:
-    argv = list(argv if argv is not None else sys.argv)
-    if wants_help(argv):
-        print(help_text("dpt_lifecycle_node", __doc__))
-        return 0
-    restore_interrupts()
-    try:
-        rclpy.init(args=argv)
-    except KeyboardInterrupt:
-        return 0
-    return serve(start_node(DptLifecycleNode, "dpt_lifecycle_node"))
+    return run_executable(DptLifecycleNode, "dpt_lifecycle_node", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -577,17 +577,23 @@ def start_node(factory, executable: str = "dpt_node"):
     os._exit(code)
 
 
-def main(argv=None) -> int:
+def run_executable(factory, executable: str, doc: str, argv=None) -> int:
+    """An executable's whole life: `--help` prints `doc` with the parameter table; otherwise rclpy
+    starts, `factory()` builds the node (`start_node`) and `serve` spins it until the end."""
     argv = list(argv if argv is not None else sys.argv)
     if wants_help(argv):
-        print(help_text("dpt_node", __doc__))
+        print(help_text(executable, doc))
         return 0
     restore_interrupts()
     try:
         rclpy.init(args=argv)
     except KeyboardInterrupt:
         return 0
-    return serve(start_node(DptNode))
+    return serve(start_node(factory, executable))
+
+
+def main(argv=None) -> int:
+    return run_executable(DptNode, "dpt_node", __doc__, argv)
 
 
 if __name__ == "__main__":
