@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from dpt_perception.inference.autotune import CANDIDATES_ENV  # noqa: E402
+from dpt_perception.inference.autotune import CANDIDATES_ENV, cpu_model  # noqa: E402
 from dpt_perception.inference.backends.model_configs import CONFIG_NAMES, config_by_name  # noqa: E402
 from dpt_perception.inference.sample_frames import sample_frames  # noqa: E402
 from dpt_perception.ros.image_conversion import rgb8_to_image  # noqa: E402
@@ -54,18 +54,6 @@ from dpt_perception.ros.probe import (  # noqa: E402
 )
 
 RUNS = {"default (auto)": {}, "eager fp32": {"precision": "fp32", "backend": "eager"}}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
 
 
 class NodeRun:

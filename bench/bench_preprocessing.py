@@ -23,7 +23,6 @@ and the median per-frame times (preprocess and total, ms) of both paths.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dpt_perception.inference.autotune import cpu_model  # noqa: E402
 from dpt_perception.inference.labels import labels_bicubic, labels_from_logits  # noqa: E402
 from dpt_perception.inference.pipeline import PerceptionPipeline, upsample_depth, upsample_depth_numpy  # noqa: E402
 from dpt_perception.inference.preprocess import preprocess  # noqa: E402
@@ -43,16 +43,6 @@ from dpt_perception.model.checkpoints import load_model  # noqa: E402
 from dpt_perception.model.testing import layout_logits, voronoi_layout  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "dpt_perception/data/demo_weights/dpt_demo_synthetic.safetensors"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def photographs() -> tuple[str, list[tuple[str, np.ndarray]]]:
