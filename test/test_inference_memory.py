@@ -288,3 +288,26 @@ def test_a_strip_shaped_network_input_keeps_the_depth_heads_working_set_to_a_ban
         finally:
             heads_module.DEPTH_HEAD_BAND_PIXELS = old
     assert banded < 0.6 * whole, (banded / 2**20, whole / 2**20)
+
+
+def test_an_outlier_frame_gives_its_forward_memory_back_before_post_processing(monkeypatch):
+    events = []
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: events.append("trim") or True)
+    trim = memory.OutlierTrim(factor=2.0, window=8, warmup=4)
+    assert not trim.is_outlier(10**9)  # nothing recorded yet: no judgement
+    for size in (100, 110, 90, 100):
+        trim.after(size)
+    assert trim.is_outlier(201) and not trim.is_outlier(200)
+    pipeline = PerceptionPipeline(tiny_model(num_classes=7, net_size=[64, 64]), device="cpu")
+    real_post_depth = pipeline._post_depth
+    monkeypatch.setattr(pipeline, "_post_depth",
+                        lambda *a: events.append("post-processing") or real_post_depth(*a))
+    frame = np.zeros((64, 64, 3), np.uint8)
+    for _ in range(4):
+        pipeline.infer_image(frame)
+    assert "trim" not in events  # ordinary traffic never trims
+    events.clear()
+    pipeline.infer_image(np.zeros((64, 1024, 3), np.uint8))  # a strip: 4x the usual network input
+    assert events == ["trim", "post-processing"], events
+    pipeline.infer_image(frame)  # and the deferred trim after the next ordinary frame, as before
+    assert events[-1] == "trim", events

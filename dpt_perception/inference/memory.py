@@ -242,6 +242,12 @@ class OutlierTrim:
         self._pending = False
         self.trims = 0
 
+    def is_outlier(self, size: int) -> bool:
+        """Whether a batch of `size` work is an outlier for the batches recorded so far."""
+        if len(self._sizes) < self.warmup:
+            return False
+        return size > self.factor * statistics.median(self._sizes)
+
     def after(self, size: int) -> bool:
         """Record a batch of `size` work; True when this call trimmed."""
         usual = statistics.median(self._sizes) if len(self._sizes) >= self.warmup else None

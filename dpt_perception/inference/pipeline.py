@@ -456,6 +456,12 @@ class PerceptionPipeline:
             lowres = self._use_lowres_logits(do_labels, want_logits)
             out = self._forward(x, heads, lowres)
             self._sync()
+            del x
+            work = n * (h * w + net_shape[0] * net_shape[1])
+            if self._trim.is_outlier(work):
+                # An outlier's forward left its freed buffers in the heap; post-processing (threads,
+                # other malloc arenas) would allocate beside them: give them back first.
+                memory.release_freed_memory()
             t2 = time.perf_counter()
             depths = self._post_depth(out["depth"], size) if do_depth else [None] * n
             t3 = time.perf_counter()
@@ -463,8 +469,8 @@ class PerceptionPipeline:
             labels = self._post_labels(seg, size, lowres) if do_labels else [None] * n
             logits = list(seg.float().cpu().numpy()) if want_logits else [None] * n
             t4 = time.perf_counter()
-            del x, out, seg
-            self._trim.after(n * (h * w + net_shape[0] * net_shape[1]))
+            del out, seg
+            self._trim.after(work)
 
         timings = {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "depth": (t3 - t2) * 1e3,
                    "labels": (t4 - t3) * 1e3, "total": (t4 - t0) * 1e3}
