@@ -250,9 +250,9 @@ class OutlierTrim:
 
     def after(self, size: int) -> bool:
         """Record a batch of `size` work; True when this call trimmed."""
-        usual = statistics.median(self._sizes) if len(self._sizes) >= self.warmup else None
+        outlier = self.is_outlier(size)  # judged against the batches before this one
         self._sizes.append(size)
-        if usual is not None and size > self.factor * usual:
+        if outlier:
             self._pending = True
             return False
         if not self._pending:

@@ -84,7 +84,7 @@ class SubscriberCount:
         self.count = int(info.current_count)
 
     def __call__(self) -> int:
-        if self.from_events or self.publisher is None:
+        if self.from_events:
             return self.count
         return self.publisher.get_subscription_count()
 
@@ -201,10 +201,8 @@ class Camera:
         for sub in (self.image_sub, self.info_sub, self.sparse_sub):
             if sub is not None:
                 node.destroy_subscription(sub)
-        for pub in (self.depth_pub, self.depth_info_pub, self.relative_pub, self.points_pub,
-                    self.labels_pub, self.labels_color_pub, self.static_pub):
-            if pub is not None:
-                node.destroy_publisher(pub)
+        for count in self._subscribers.values():  # one per publisher this camera created
+            node.destroy_publisher(count.publisher)
         self.image_sub = self.info_sub = self.sparse_sub = None
         self.depth_pub = self.depth_info_pub = self.relative_pub = self.points_pub = None
         self.labels_pub = self.labels_color_pub = self.static_pub = None

@@ -161,7 +161,7 @@ class DptPerception:
             log.warning(warning)
         config = self.pipeline.config
         self.latency = LatencyBudget(parse_net_size(config.net_size), s.max_latency_ms, _net_size(s.net_size))
-        self.palette = np.asarray(config.class_colors, dtype=np.uint8) if self.pipeline.has_labels else None
+        self.palette = self.pipeline.palette  # the label colours (None without a segmentation head)
         self.projector = PointCloudProjector(s.points_max_range or None, s.points_decimation)
         try:
             self.class_rules = self._class_rules(s.too_far_classes, s.points_exclude_classes)
